@@ -1,0 +1,620 @@
+//! The async SxS client: `validateOtp` with failover, health checks, and the administrative
+//! calls. One `reqwest` connection pool per [`SxsClient`]; build one per process.
+//!
+//! The rule that shapes failover: an OTP is single-use at SxS, so a request is only ever sent
+//! to the next server when it provably did not reach the previous one (the TCP connection or
+//! the TLS handshake failed). A timeout or a reset after sending ends the call.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+use crate::codes;
+use crate::config::SxsSettings;
+use crate::error::{Error, Result};
+use crate::identity::Identity;
+use crate::secret::{otp_is_well_formed, Otp};
+use crate::soap::{self, Outcome, SxsUser, ValidateOtpAnswer};
+use crate::verdict::Verdict;
+
+/// Anything that can judge an OTP: the SxS client, a DP4Mobile backend, a test double.
+pub trait Verifier: Send + Sync {
+    /// Checks `otp` for `identity`. Never panics, never retries a delivered request.
+    fn verify(&self, identity: &Identity, otp: &Otp) -> impl Future<Output = Verdict> + Send;
+}
+
+/// A source of monotonic time, so back-off can be tested without sleeping.
+pub trait Clock: Send + Sync + fmt::Debug {
+    fn now(&self) -> Instant;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// The result of one health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// `auth` or `admin`.
+    pub root: &'static str,
+    pub url: String,
+    pub healthy: bool,
+    pub latency: Duration,
+    /// The server's message when healthy, the cause otherwise.
+    pub detail: String,
+}
+
+/// The SxS client. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SxsClient {
+    http: reqwest::Client,
+    settings: SxsSettings,
+    /// Per server: until when it is tried last, after a connection failure.
+    down_until: Mutex<Vec<Option<Instant>>>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Where a request failed, for the failover rule.
+enum SendError {
+    /// Not delivered (connect, DNS, TLS handshake): the next server may be tried.
+    NotDelivered(String),
+    /// Maybe delivered: stop.
+    Failed(String),
+}
+
+impl SxsClient {
+    /// Builds the client and its connection pool from `[sxs]`.
+    pub fn new(settings: &SxsSettings) -> Result<Self> {
+        Self::with_clock(settings, Arc::new(SystemClock))
+    }
+
+    /// As [`SxsClient::new`], with a clock for tests.
+    pub fn with_clock(settings: &SxsSettings, clock: Arc<dyn Clock>) -> Result<Self> {
+        let mut headers = HeaderMap::new();
+        let name = HeaderName::from_bytes(settings.organization_header.as_bytes())
+            .map_err(|e| Error::HttpClient(format!("sxs.organization_header: {e}")))?;
+        let value = HeaderValue::from_str(&settings.organization_id)
+            .map_err(|e| Error::HttpClient(format!("sxs.organization_id: {e}")))?;
+        headers.insert(name, value);
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .default_headers(headers)
+            .user_agent(concat!("sxs-auth/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(settings.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true);
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| Error::ReadFile {
+                file: ca.clone(),
+                key: "sxs.ca_file".into(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::HttpClient(format!("sxs.ca_file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(Error::HttpClient(format!(
+                    "sxs.ca_file {}: no PEM certificate in the file",
+                    ca.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
+            let mut pem =
+                zeroize::Zeroizing::new(std::fs::read(cert).map_err(|source| Error::ReadFile {
+                    file: cert.clone(),
+                    key: "sxs.client_cert".into(),
+                    source,
+                })?);
+            pem.push(b'\n');
+            let key_pem =
+                zeroize::Zeroizing::new(std::fs::read(key).map_err(|source| Error::ReadFile {
+                    file: key.clone(),
+                    key: "sxs.client_key".into(),
+                    source,
+                })?);
+            pem.extend_from_slice(&key_pem);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::HttpClient(format!(
+                    "sxs.client_cert/sxs.client_key ({}, {}): {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        if settings.insecure_skip_verify {
+            tracing::warn!(
+                "sxs.insecure_skip_verify = true: the SxS server's TLS certificate is NOT checked; anyone on the path can answer for SxS"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::HttpClient(error_chain(&e)))?;
+        Ok(Self {
+            http,
+            down_until: Mutex::new(vec![None; settings.servers.len()]),
+            settings: settings.clone(),
+            clock,
+        })
+    }
+
+    /// The settings this client was built with.
+    pub fn settings(&self) -> &SxsSettings {
+        &self.settings
+    }
+
+    /// Server indexes in the order to try them: those not in back-off first, in configured
+    /// order, then those in back-off.
+    fn server_order(&self) -> Vec<usize> {
+        let now = self.clock.now();
+        let down = match self.down_until.lock() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let is_down = |i: usize| down.get(i).copied().flatten().is_some_and(|t| t > now);
+        let (mut up, down): (Vec<usize>, Vec<usize>) =
+            (0..self.settings.servers.len()).partition(|&i| !is_down(i));
+        up.extend(down);
+        up
+    }
+
+    fn mark(&self, index: usize, down: bool) {
+        let until = down.then(|| self.clock.now() + self.settings.down_backoff);
+        let mut guard = match self.down_until.lock() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(slot) = guard.get_mut(index) {
+            *slot = until;
+        }
+    }
+
+    /// Whether any server is outside its back-off (for RADIUS Status-Server).
+    pub fn any_server_up(&self) -> bool {
+        let now = self.clock.now();
+        match self.down_until.lock() {
+            Ok(d) => d.iter().any(|t| t.is_none_or(|t| t <= now)),
+            Err(_) => false,
+        }
+    }
+
+    /// `validateOtp` for `identity`. See [`Verdict`] for what each outcome means.
+    pub async fn validate_otp(&self, identity: &Identity, otp: &Otp) -> Verdict {
+        if !otp_is_well_formed(otp) {
+            return Verdict::Reject {
+                code: codes::LOCAL_MALFORMED_OTP.into(),
+                message: "the one-time password must be 4 to 10 digits".into(),
+            };
+        }
+        if identity.token_sn.is_none() && identity.user_id.is_none() {
+            return Verdict::unavailable("identity has neither a token serial nor a user id");
+        }
+        let envelope = soap::validate_otp_request(
+            otp,
+            identity.token_sn.as_deref(),
+            identity.user_id.as_deref(),
+            &self.settings.application_profile,
+        );
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let mut not_delivered = Vec::new();
+        for index in self.server_order() {
+            let Some(base) = self.settings.servers.get(index) else {
+                continue;
+            };
+            let url = match base.join(&self.settings.auth_path) {
+                Ok(u) => u,
+                Err(e) => return Verdict::unavailable(format!("bad URL for {base}: {e}")),
+            };
+            match self
+                .post(url.clone(), envelope.as_bytes().to_vec(), deadline)
+                .await
+            {
+                Ok((status, body)) => {
+                    self.mark(index, false);
+                    return interpret_validate(status, &body, identity, &url);
+                }
+                Err(SendError::NotDelivered(cause)) => {
+                    self.mark(index, true);
+                    tracing::warn!(server = %url, cause, "SxS server not reachable; trying the next one");
+                    not_delivered.push(format!("{url}: {cause}"));
+                }
+                Err(SendError::Failed(cause)) => {
+                    return Verdict::unavailable(format!("{url}: {cause}"));
+                }
+            }
+        }
+        Verdict::unavailable(format!(
+            "no SxS server reachable ({})",
+            not_delivered.join("; ")
+        ))
+    }
+
+    /// POSTs a SOAP body and reads the answer (bounded), all before `deadline`.
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        body: Vec<u8>,
+        deadline: tokio::time::Instant,
+    ) -> std::result::Result<(u16, String), SendError> {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(SendError::Failed(format!(
+                "timed out after {:?}",
+                self.settings.timeout
+            )));
+        }
+        let request = self
+            .http
+            .post(url)
+            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"\"")
+            .timeout(remaining)
+            .body(body);
+        let work = async {
+            let mut response = request.send().await.map_err(classify)?;
+            let status = response.status().as_u16();
+            let mut buf = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
+                SendError::Failed(format!("reading the response: {}", error_chain(&e)))
+            })? {
+                if buf.len() + chunk.len() > soap::MAX_BODY {
+                    return Err(SendError::Failed(format!(
+                        "response larger than {} bytes",
+                        soap::MAX_BODY
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            let text = String::from_utf8(buf)
+                .map_err(|_| SendError::Failed("response is not UTF-8".into()))?;
+            Ok((status, text))
+        };
+        match tokio::time::timeout_at(deadline, work).await {
+            Ok(r) => r,
+            Err(_) => Err(SendError::Failed(format!(
+                "timed out after {:?}",
+                self.settings.timeout
+            ))),
+        }
+    }
+
+    /// `GET {root}/api/healthCheck` on every server's auth root and on the admin root.
+    pub async fn health_check(&self) -> Vec<HealthReport> {
+        let mut targets = Vec::new();
+        for base in &self.settings.servers {
+            targets.push((
+                "auth",
+                base.join(&self.settings.health_path)
+                    .map_err(|e| e.to_string()),
+            ));
+        }
+        if let Some(admin) = &self.settings.admin_url {
+            targets.push(("admin", admin_join(admin, &self.settings.admin_health_path)));
+        }
+        // Few targets, each bounded by the timeout: checked one after the other.
+        let mut reports = Vec::with_capacity(targets.len());
+        for (root, url) in targets {
+            reports.push(match url {
+                Ok(url) => self.health_one(root, url).await,
+                Err(e) => HealthReport {
+                    root,
+                    url: String::new(),
+                    healthy: false,
+                    latency: Duration::ZERO,
+                    detail: format!("bad URL: {e}"),
+                },
+            });
+        }
+        // A healthy auth root ends a back-off early.
+        for (i, r) in reports.iter().enumerate() {
+            if r.root == "auth" && i < self.settings.servers.len() {
+                self.mark(i, !r.healthy);
+            }
+        }
+        reports
+    }
+
+    async fn health_one(&self, root: &'static str, url: reqwest::Url) -> HealthReport {
+        let start = Instant::now();
+        let result = async {
+            let resp = self
+                .http
+                .get(url.clone())
+                .timeout(self.settings.timeout)
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(|e| error_chain(&e))?;
+            if !status.is_success() {
+                return Err(format!("HTTP {}", status.as_u16()));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("not a JSON health answer: {e}"))?;
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| "JSON health answer has no \"message\"".to_string())
+        }
+        .await;
+        let latency = start.elapsed();
+        match result {
+            Ok(message) => HealthReport {
+                root,
+                url: url.to_string(),
+                healthy: true,
+                latency,
+                detail: message,
+            },
+            Err(cause) => HealthReport {
+                root,
+                url: url.to_string(),
+                healthy: false,
+                latency,
+                detail: cause,
+            },
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Administration (admin root, no failover: these calls are not single-use but some create)
+
+    async fn admin_call(
+        &self,
+        operation: &'static str,
+        service_path: &str,
+        envelope: String,
+    ) -> Result<soap::Element> {
+        let admin = self
+            .settings
+            .admin_url
+            .as_ref()
+            .ok_or_else(|| Error::InvalidInput {
+                field: "sxs.admin_url",
+                message: "not set in the configuration; administrative calls need it".into(),
+            })?;
+        let url = admin_join(admin, service_path).map_err(|e| Error::SxsUnavailable {
+            operation,
+            cause: format!("bad admin URL: {e}"),
+        })?;
+        let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let (status, body) = self
+            .post(url.clone(), envelope.into_bytes(), deadline)
+            .await
+            .map_err(|e| Error::SxsUnavailable {
+                operation,
+                cause: match e {
+                    SendError::NotDelivered(c) | SendError::Failed(c) => format!("{url}: {c}"),
+                },
+            })?;
+        let parsed = soap::parse(&body);
+        let root = match parsed {
+            Ok(root) => root,
+            Err(e) => {
+                return Err(Error::SxsUnavailable {
+                    operation,
+                    cause: format!("{url}: HTTP {status}, unreadable answer: {e}"),
+                })
+            }
+        };
+        match soap::outcome(&root) {
+            Ok(Outcome::Fault { code, message } | Outcome::Exception { code, message }) => {
+                Err(Error::Sxs {
+                    operation,
+                    code,
+                    message,
+                })
+            }
+            Ok(Outcome::Body(body)) if (200..300).contains(&status) => Ok(body.clone()),
+            Ok(Outcome::Body(_)) => Err(Error::SxsUnavailable {
+                operation,
+                cause: format!("{url}: HTTP {status}"),
+            }),
+            Err(e) => Err(Error::SxsUnavailable {
+                operation,
+                cause: format!("{url}: malformed answer: {e}"),
+            }),
+        }
+    }
+
+    /// `createOrUpdateSxsUser`.
+    pub async fn create_or_update_user(&self, user: &SxsUser) -> Result<()> {
+        self.admin_call(
+            "createOrUpdateSxsUser",
+            "/UserAdministrationService",
+            soap::create_or_update_user_request(user),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `mtmRedistributeToken`: a new token for `user_id`; returns its serial.
+    pub async fn redistribute_token(
+        &self,
+        user_id: &str,
+        token_profile_id: u32,
+        service_ids: u32,
+    ) -> Result<String> {
+        const OP: &str = "mtmRedistributeToken";
+        let body = self
+            .admin_call(
+                OP,
+                "/services/MobileTokenManagementService",
+                soap::redistribute_token_request(user_id, token_profile_id, service_ids),
+            )
+            .await?;
+        let sn = body
+            .unique("tokenSN")
+            .ok()
+            .flatten()
+            .or_else(|| body.unique("tokensn").ok().flatten())
+            .map(|e| e.text.clone())
+            .unwrap_or_default();
+        if sn.is_empty() || !sn.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::SxsUnavailable {
+                operation: OP,
+                cause: "the answer carries no decimal token serial".into(),
+            });
+        }
+        Ok(sn)
+    }
+
+    /// `mtmRenewActivationCode` with `generateNew=true`.
+    pub async fn renew_activation_code(&self, token_sn: &str) -> Result<()> {
+        self.admin_call(
+            "mtmRenewActivationCode",
+            "/services/MobileTokenManagementService",
+            soap::renew_activation_code_request(token_sn),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `mtmGetActivationCode` with `formatId=1`: the 16-digit activation string.
+    pub async fn get_activation_code(&self, token_sn: &str) -> Result<ActivationCode> {
+        const OP: &str = "mtmGetActivationCode";
+        let body = self
+            .admin_call(
+                OP,
+                "/services/MobileTokenManagementService",
+                soap::get_activation_code_request(token_sn),
+            )
+            .await?;
+        let text = body
+            .unique("activationCode")
+            .ok()
+            .flatten()
+            .map(|e| e.text.clone())
+            .unwrap_or_default();
+        ActivationCode::parse(&text).ok_or_else(|| Error::SxsUnavailable {
+            operation: OP,
+            cause: "the answer carries no 16-digit activationCode".into(),
+        })
+    }
+}
+
+impl Verifier for SxsClient {
+    fn verify(&self, identity: &Identity, otp: &Otp) -> impl Future<Output = Verdict> + Send {
+        self.validate_otp(identity, otp)
+    }
+}
+
+/// The 16-digit activation string, split as the app asks for it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActivationCode {
+    /// Digits 1–8.
+    pub client_id: String,
+    /// Digits 9–16.
+    pub activation_code: String,
+}
+
+impl ActivationCode {
+    /// Splits a 16-digit string; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim();
+        (t.len() == 16 && t.bytes().all(|b| b.is_ascii_digit())).then(|| Self {
+            client_id: t[..8].to_string(),
+            activation_code: t[8..].to_string(),
+        })
+    }
+}
+
+impl fmt::Debug for ActivationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivationCode")
+            .field("client_id", &self.client_id)
+            .field("activation_code", &"***")
+            .finish()
+    }
+}
+
+/// `admin_url` + a path, keeping the admin root's own path (`…/SxSAdminWS` + `/api/…`).
+fn admin_join(base: &reqwest::Url, path: &str) -> std::result::Result<reqwest::Url, String> {
+    let joined = format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    reqwest::Url::parse(&joined).map_err(|e| e.to_string())
+}
+
+fn classify(e: reqwest::Error) -> SendError {
+    let text = error_chain(&e);
+    if e.is_connect() {
+        SendError::NotDelivered(text)
+    } else if e.is_timeout() {
+        SendError::Failed(format!("timed out ({text})"))
+    } else {
+        SendError::Failed(text)
+    }
+}
+
+/// An error with its causes, `a: b: c`, without repeating the same text.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Turns an HTTP status and body into a verdict. Only a 200 with a well-formed success that
+/// matches the identity asked about is an `Accept`.
+fn interpret_validate(status: u16, body: &str, identity: &Identity, url: &reqwest::Url) -> Verdict {
+    match soap::read_validate_otp(body) {
+        Ok(ValidateOtpAnswer::Failure { code, message }) => Verdict::Reject { code, message },
+        Ok(ValidateOtpAnswer::Success(ok)) if status == 200 => {
+            if let Some(sent) = &identity.token_sn {
+                if &ok.token_sn != sent {
+                    return Verdict::unavailable(format!(
+                        "{url}: answer is for token {} but token {sent} was asked about",
+                        ok.token_sn
+                    ));
+                }
+            }
+            if let Some(sent) = &identity.user_id {
+                if !ok.user_id.is_empty() && !ok.user_id.eq_ignore_ascii_case(sent) {
+                    return Verdict::unavailable(format!(
+                        "{url}: answer is for user {:?} but user {sent:?} was asked about",
+                        ok.user_id
+                    ));
+                }
+            }
+            Verdict::Accept {
+                token_sn: ok.token_sn,
+                user_id: if ok.user_id.is_empty() {
+                    identity.user_id.clone().unwrap_or_default()
+                } else {
+                    ok.user_id
+                },
+            }
+        }
+        Ok(ValidateOtpAnswer::Success(_)) => {
+            Verdict::unavailable(format!("{url}: HTTP {status} with a success body"))
+        }
+        Err(e) if status == 200 => Verdict::unavailable(format!("{url}: malformed answer: {e}")),
+        Err(_) => Verdict::unavailable(format!("{url}: HTTP {status} without a SOAP answer")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,806 @@
+//! The one configuration file, `/etc/sxs/sxs.toml`, shared by the PAM module, the RADIUS
+//! server and `sxsctl`.
+//!
+//! Parse, then validate: a private serde schema with `deny_unknown_fields` is read with the
+//! `config` crate (file, then `SXS_SECTION__KEY` environment overrides where the caller allows
+//! them) and turned into the validated [`Config`] the rest of the code uses. Every error names
+//! the file and the key. Every key is documented in `examples/sxs.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::secret::Secret;
+
+/// Where the file lives unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/sxs/sxs.toml";
+
+/// How a configuration is loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// Apply `SXS_SECTION__KEY` environment overrides. The PAM module must not: under `sudo`
+    /// or `su` the environment belongs to the user being authenticated.
+    pub env_overrides: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            env_overrides: true,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The schema as written in the file.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    sxs: RawSxs,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
+    policy: RawPolicy,
+    radius: Option<RawRadius>,
+    #[serde(default)]
+    pam: RawPam,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSxs {
+    servers: Vec<String>,
+    auth_path: Option<String>,
+    health_path: Option<String>,
+    admin_url: Option<String>,
+    admin_health_path: Option<String>,
+    organization_id: String,
+    organization_header: Option<String>,
+    application_profile: Option<String>,
+    connect_timeout: Option<String>,
+    timeout: Option<String>,
+    down_backoff: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    send: Option<String>,
+    token_map: Option<PathBuf>,
+    strip_realm: Option<bool>,
+    lowercase: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    failmode: Option<String>,
+    unenrolled: Option<String>,
+    unenrolled_codes: Option<Vec<String>>,
+    #[serde(default)]
+    exempt_users: Vec<String>,
+    #[serde(default)]
+    exempt_groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRadius {
+    listen: Option<Vec<String>>,
+    mode: Option<String>,
+    challenge_prompt: Option<String>,
+    state_key: Option<String>,
+    state_key_file: Option<PathBuf>,
+    state_ttl: Option<String>,
+    dedup_ttl: Option<String>,
+    max_in_flight: Option<usize>,
+    reject_message: Option<String>,
+    reject_delay: Option<String>,
+    #[serde(default)]
+    clients: Vec<RawRadiusClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRadiusClient {
+    name: String,
+    address: String,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    require_message_authenticator: Option<bool>,
+    limit_proxy_state: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPam {
+    prompt: Option<String>,
+    failmode: Option<String>,
+    #[serde(default)]
+    service: BTreeMap<String, RawPamService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPamService {
+    prompt: Option<String>,
+    failmode: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The validated configuration.
+
+/// A validated configuration. Build it with [`Config::load`] or [`Config::from_toml_str`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (a path, or a name such as `<demo>`), for messages.
+    pub source: String,
+    pub sxs: SxsSettings,
+    pub identity: IdentitySettings,
+    pub policy: Policy,
+    /// Present when the file has a `[radius]` section.
+    pub radius: Option<RadiusSettings>,
+    pub pam: PamSettings,
+}
+
+/// `[sxs]`: how to reach SxS.
+#[derive(Debug, Clone)]
+pub struct SxsSettings {
+    /// Base URLs (scheme, host, port), tried in order.
+    pub servers: Vec<reqwest::Url>,
+    pub auth_path: String,
+    pub health_path: String,
+    pub admin_url: Option<reqwest::Url>,
+    pub admin_health_path: String,
+    pub organization_id: String,
+    pub organization_header: String,
+    pub application_profile: String,
+    pub connect_timeout: Duration,
+    /// The whole budget of one call, failover included.
+    pub timeout: Duration,
+    /// How long a server that refused a connection is tried last.
+    pub down_backoff: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+/// What is sent to SxS to say who the user is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendIdentity {
+    /// `UserID` = the (normalised) login name.
+    UserId,
+    /// `TokenSN` looked up in the token map.
+    TokenSn,
+    /// Both `TokenSN` (from the map) and `UserID`.
+    Both,
+}
+
+/// `[identity]`: from a login name to what SxS knows.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    pub send: SendIdentity,
+    pub token_map: Option<PathBuf>,
+    pub strip_realm: bool,
+    pub lowercase: bool,
+}
+
+/// What to do when SxS cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Deny (the default).
+    Secure,
+    /// Let the user in, with a warning in the log. Transport failures only.
+    Safe,
+}
+
+/// What to do with a user SxS (or the token map) does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unenrolled {
+    Deny,
+    Allow,
+}
+
+/// `[policy]`: the decisions both front ends share.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub failmode: FailMode,
+    pub unenrolled: Unenrolled,
+    /// SxS exception codes that mean "this user has no token here".
+    pub unenrolled_codes: Vec<String>,
+    pub exempt_users: Vec<String>,
+    pub exempt_groups: Vec<String>,
+}
+
+/// `radius.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RadiusMode {
+    /// `User-Password` is the OTP.
+    Otp,
+    /// First answer Access-Challenge, the follow-up carries the OTP.
+    Challenge,
+}
+
+/// `[radius]`: the RADIUS server.
+#[derive(Debug, Clone)]
+pub struct RadiusSettings {
+    pub listen: Vec<SocketAddr>,
+    pub mode: RadiusMode,
+    pub challenge_prompt: String,
+    /// Key that signs `State`; required in challenge mode.
+    pub state_key: Option<Secret>,
+    pub state_ttl: Duration,
+    pub dedup_ttl: Duration,
+    pub max_in_flight: usize,
+    pub reject_message: String,
+    pub reject_delay: Duration,
+    pub clients: Vec<RadiusClient>,
+}
+
+/// One `[[radius.clients]]` entry.
+#[derive(Debug, Clone)]
+pub struct RadiusClient {
+    pub name: String,
+    pub network: IpNet,
+    pub secret: Secret,
+    pub require_message_authenticator: bool,
+    pub limit_proxy_state: bool,
+}
+
+/// `[pam]`: prompt and failmode, with per-service overrides (`[pam.service.sudo]`).
+#[derive(Debug, Clone, Default)]
+pub struct PamSettings {
+    pub prompt: Option<String>,
+    pub failmode: Option<FailMode>,
+    pub services: BTreeMap<String, PamServiceSettings>,
+}
+
+/// One `[pam.service.NAME]` table.
+#[derive(Debug, Clone, Default)]
+pub struct PamServiceSettings {
+    pub prompt: Option<String>,
+    pub failmode: Option<FailMode>,
+}
+
+impl PamSettings {
+    /// The prompt for `service`: the service's own, else `[pam].prompt`.
+    pub fn prompt_for(&self, service: &str) -> Option<&str> {
+        self.services
+            .get(service)
+            .and_then(|s| s.prompt.as_deref())
+            .or(self.prompt.as_deref())
+    }
+
+    /// The failmode for `service`: the service's own, else `[pam].failmode`, else `default`.
+    pub fn failmode_for(&self, service: &str, default: FailMode) -> FailMode {
+        self.services
+            .get(service)
+            .and_then(|s| s.failmode)
+            .or(self.failmode)
+            .unwrap_or(default)
+    }
+}
+
+impl Config {
+    /// Loads and validates the file at `path`.
+    pub fn load(path: &Path, opts: LoadOptions) -> Result<Config> {
+        let file = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|e| Error::ConfigFile {
+            file: file.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        if meta.mode() & 0o002 != 0 {
+            return Err(Error::ConfigFile {
+                file: file.clone(),
+                message: format!(
+                    "is writable by other users (mode {:04o}); run `chmod o-w {file}`",
+                    meta.mode() & 0o7777
+                ),
+            });
+        }
+        let builder = config::Config::builder().add_source(
+            config::File::from(path.to_path_buf())
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
+        let cfg = Self::build(builder, &file, opts)?;
+        // Inline secrets make the file itself a secret file.
+        if cfg.has_inline_secret && meta.mode() & 0o004 != 0 {
+            return Err(Error::SecretFileMode {
+                file: path.to_path_buf(),
+                key: cfg.inline_secret_key.unwrap_or_default(),
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        Ok(cfg.config)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors (e.g. `<demo>`).
+    /// Environment overrides apply when `opts` says so.
+    pub fn from_toml_str(text: &str, origin: &str, opts: LoadOptions) -> Result<Config> {
+        let builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        Ok(Self::build(builder, origin, opts)?.config)
+    }
+
+    fn build(
+        builder: config::ConfigBuilder<config::builder::DefaultState>,
+        file: &str,
+        opts: LoadOptions,
+    ) -> Result<Loaded> {
+        let builder = if opts.env_overrides {
+            builder.add_source(
+                config::Environment::with_prefix("SXS")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true)
+                    .list_separator(",")
+                    .with_list_parse_key("sxs.servers")
+                    .with_list_parse_key("radius.listen")
+                    .with_list_parse_key("policy.exempt_users")
+                    .with_list_parse_key("policy.exempt_groups")
+                    .with_list_parse_key("policy.unenrolled_codes"),
+            )
+        } else {
+            builder
+        };
+        let raw: RawConfig = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| Error::ConfigFile {
+                file: file.to_string(),
+                message: describe_config_error(&e),
+            })?;
+        Validator {
+            file,
+            inline_secret_key: None,
+        }
+        .validate(raw)
+    }
+}
+
+struct Loaded {
+    config: Config,
+    has_inline_secret: bool,
+    inline_secret_key: Option<String>,
+}
+
+fn describe_config_error(e: &config::ConfigError) -> String {
+    let s = e.to_string();
+    // The config crate says "missing field `x`" without the section for nested structs; keep
+    // its text, which already names the key path for type errors.
+    s.replace(" in the configuration", "")
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    inline_secret_key: Option<String>,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> Error {
+        Error::ConfigKey {
+            file: self.file.to_string(),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, value: Option<&str>, default: &str) -> Result<Duration> {
+        let text = value.unwrap_or(default);
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            self.err(
+                key,
+                format!("expected a duration such as \"5s\" or \"250ms\", got {text:?} ({e})"),
+            )
+        })
+    }
+
+    fn url(&self, key: &str, text: &str) -> Result<reqwest::Url> {
+        let url = reqwest::Url::parse(text)
+            .map_err(|e| self.err(key, format!("expected an http(s) URL, got {text:?} ({e})")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(self.err(
+                key,
+                format!("expected an http:// or https:// URL with a host, got {text:?}"),
+            ));
+        }
+        Ok(url)
+    }
+
+    fn path_key(&self, key: &str, value: Option<String>, default: &str) -> Result<String> {
+        let p = value.unwrap_or_else(|| default.to_string());
+        if !p.starts_with('/') {
+            return Err(self.err(key, format!("expected a path starting with '/', got {p:?}")));
+        }
+        Ok(p)
+    }
+
+    fn failmode(&self, key: &str, value: Option<&str>) -> Result<Option<FailMode>> {
+        match value {
+            None => Ok(None),
+            Some("secure") => Ok(Some(FailMode::Secure)),
+            Some("safe") => Ok(Some(FailMode::Safe)),
+            Some(other) => Err(self.err(
+                key,
+                format!("expected \"secure\" or \"safe\", got {other:?}"),
+            )),
+        }
+    }
+
+    /// A secret given inline (`key`) or as a file (`key_file`): exactly one of them.
+    fn secret(
+        &mut self,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Secret>> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.err(
+                key,
+                format!("give either `{key}` or `{key}_file`, not both"),
+            )),
+            (Some(s), None) => {
+                self.inline_secret_key
+                    .get_or_insert_with(|| key.to_string());
+                Ok(Some(Secret::from(s)))
+            }
+            (None, Some(path)) => read_secret_file(&path, &format!("{key}_file")).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn validate(mut self, raw: RawConfig) -> Result<Loaded> {
+        let sxs = self.validate_sxs(raw.sxs)?;
+        let identity = self.validate_identity(raw.identity)?;
+        let policy = self.validate_policy(raw.policy)?;
+        let radius = raw.radius.map(|r| self.validate_radius(r)).transpose()?;
+        let pam = self.validate_pam(raw.pam)?;
+        Ok(Loaded {
+            config: Config {
+                source: self.file.to_string(),
+                sxs,
+                identity,
+                policy,
+                radius,
+                pam,
+            },
+            has_inline_secret: self.inline_secret_key.is_some(),
+            inline_secret_key: self.inline_secret_key,
+        })
+    }
+
+    fn validate_sxs(&mut self, raw: RawSxs) -> Result<SxsSettings> {
+        if raw.servers.is_empty() {
+            return Err(self.err("sxs.servers", "at least one server URL is required"));
+        }
+        let servers = raw
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| self.url(&format!("sxs.servers[{i}]"), s))
+            .collect::<Result<Vec<_>>>()?;
+        let admin_url = raw
+            .admin_url
+            .as_deref()
+            .map(|s| self.url("sxs.admin_url", s))
+            .transpose()?;
+        let organization_header = raw
+            .organization_header
+            .unwrap_or_else(|| "OrganizationId".to_string());
+        if reqwest::header::HeaderName::from_bytes(organization_header.as_bytes()).is_err() {
+            return Err(self.err(
+                "sxs.organization_header",
+                format!("{organization_header:?} is not a valid HTTP header name"),
+            ));
+        }
+        if raw.organization_id.is_empty()
+            || reqwest::header::HeaderValue::from_str(&raw.organization_id).is_err()
+        {
+            return Err(self.err(
+                "sxs.organization_id",
+                "must be a non-empty value that fits in an HTTP header",
+            ));
+        }
+        let application_profile = raw
+            .application_profile
+            .unwrap_or_else(|| "OTP_APP".to_string());
+        if application_profile.is_empty() {
+            return Err(self.err("sxs.application_profile", "must not be empty"));
+        }
+        let connect_timeout =
+            self.duration("sxs.connect_timeout", raw.connect_timeout.as_deref(), "2s")?;
+        let timeout = self.duration("sxs.timeout", raw.timeout.as_deref(), "5s")?;
+        if timeout.is_zero() || connect_timeout.is_zero() {
+            return Err(self.err("sxs.timeout", "timeouts must be greater than zero"));
+        }
+        let down_backoff = self.duration("sxs.down_backoff", raw.down_backoff.as_deref(), "30s")?;
+        if raw.client_cert.is_some() != raw.client_key.is_some() {
+            return Err(self.err(
+                "sxs.client_cert",
+                "`client_cert` and `client_key` go together: give both or neither",
+            ));
+        }
+        if let Some(key) = &raw.client_key {
+            check_secret_file_mode(key, "sxs.client_key")?;
+        }
+        Ok(SxsSettings {
+            servers,
+            auth_path: self.path_key(
+                "sxs.auth_path",
+                raw.auth_path,
+                "/SxSWS/SxS5Authentication",
+            )?,
+            health_path: self.path_key(
+                "sxs.health_path",
+                raw.health_path,
+                "/SxSWS/api/healthCheck",
+            )?,
+            admin_url,
+            admin_health_path: self.path_key(
+                "sxs.admin_health_path",
+                raw.admin_health_path,
+                "/api/healthCheck",
+            )?,
+            organization_id: raw.organization_id,
+            organization_header,
+            application_profile,
+            connect_timeout,
+            timeout,
+            down_backoff,
+            ca_file: raw.ca_file,
+            client_cert: raw.client_cert,
+            client_key: raw.client_key,
+            insecure_skip_verify: raw.insecure_skip_verify,
+        })
+    }
+
+    fn validate_identity(&self, raw: RawIdentity) -> Result<IdentitySettings> {
+        let send = match raw.send.as_deref() {
+            None | Some("user_id") => SendIdentity::UserId,
+            Some("token_sn") => SendIdentity::TokenSn,
+            Some("both") => SendIdentity::Both,
+            Some(other) => {
+                return Err(self.err(
+                    "identity.send",
+                    format!("expected \"user_id\", \"token_sn\" or \"both\", got {other:?}"),
+                ))
+            }
+        };
+        if send != SendIdentity::UserId && raw.token_map.is_none() {
+            return Err(self.err(
+                "identity.token_map",
+                "required when identity.send is \"token_sn\" or \"both\"",
+            ));
+        }
+        Ok(IdentitySettings {
+            send,
+            token_map: raw.token_map,
+            strip_realm: raw.strip_realm.unwrap_or(true),
+            lowercase: raw.lowercase.unwrap_or(true),
+        })
+    }
+
+    fn validate_policy(&self, raw: RawPolicy) -> Result<Policy> {
+        let failmode = self
+            .failmode("policy.failmode", raw.failmode.as_deref())?
+            .unwrap_or(FailMode::Secure);
+        let unenrolled = match raw.unenrolled.as_deref() {
+            None | Some("deny") => Unenrolled::Deny,
+            Some("allow") => Unenrolled::Allow,
+            Some(other) => {
+                return Err(self.err(
+                    "policy.unenrolled",
+                    format!("expected \"deny\" or \"allow\", got {other:?}"),
+                ))
+            }
+        };
+        Ok(Policy {
+            failmode,
+            unenrolled,
+            unenrolled_codes: raw.unenrolled_codes.unwrap_or_else(|| {
+                crate::codes::UNENROLLED
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect()
+            }),
+            exempt_users: raw.exempt_users,
+            exempt_groups: raw.exempt_groups,
+        })
+    }
+
+    fn validate_radius(&mut self, raw: RawRadius) -> Result<RadiusSettings> {
+        let listen = raw
+            .listen
+            .unwrap_or_else(|| vec!["0.0.0.0:1812".into(), "[::]:1812".into()])
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<SocketAddr>().map_err(|_| {
+                    self.err(
+                        &format!("radius.listen[{i}]"),
+                        format!("expected an address such as \"0.0.0.0:1812\" or \"[::]:1812\", got {s:?}"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if listen.is_empty() {
+            return Err(self.err("radius.listen", "at least one address is required"));
+        }
+        let mode = match raw.mode.as_deref() {
+            None | Some("otp") => RadiusMode::Otp,
+            Some("challenge") => RadiusMode::Challenge,
+            Some(other) => {
+                return Err(self.err(
+                    "radius.mode",
+                    format!("expected \"otp\" or \"challenge\", got {other:?}"),
+                ))
+            }
+        };
+        let state_key = self.secret("radius.state_key", raw.state_key, raw.state_key_file)?;
+        if let Some(k) = &state_key {
+            if k.len() < 16 {
+                return Err(self.err(
+                    "radius.state_key",
+                    format!("must be at least 16 bytes long, is {} bytes", k.len()),
+                ));
+            }
+        } else if mode == RadiusMode::Challenge {
+            return Err(self.err(
+                "radius.state_key_file",
+                "required when radius.mode = \"challenge\" (e.g. `head -c 32 /dev/urandom > /etc/sxs/state.key`)",
+            ));
+        }
+        let max_in_flight = raw.max_in_flight.unwrap_or(10_000);
+        if max_in_flight == 0 {
+            return Err(self.err("radius.max_in_flight", "must be at least 1"));
+        }
+        let mut clients = Vec::with_capacity(raw.clients.len());
+        for (i, c) in raw.clients.into_iter().enumerate() {
+            let key = format!("radius.clients[{i}]");
+            if c.name.trim().is_empty() {
+                return Err(self.err(&format!("{key}.name"), "must not be empty"));
+            }
+            let network = parse_network(&c.address).ok_or_else(|| {
+                self.err(
+                    &format!("{key}.address"),
+                    format!(
+                        "expected an IP address or CIDR such as \"10.0.0.0/24\", got {:?}",
+                        c.address
+                    ),
+                )
+            })?;
+            let secret = self
+                .secret(&format!("{key}.secret"), c.secret, c.secret_file)?
+                .ok_or_else(|| {
+                    self.err(
+                        &format!("{key}.secret_file"),
+                        format!("client {:?} needs `secret_file` (or `secret`)", c.name),
+                    )
+                })?;
+            if secret.len() <= 8 {
+                return Err(self.err(
+                    &format!("{key}.secret"),
+                    format!(
+                        "the secret of client {:?} is {} characters; more than 8 are required (16 or more recommended)",
+                        c.name,
+                        secret.len()
+                    ),
+                ));
+            }
+            clients.push(RadiusClient {
+                name: c.name,
+                network,
+                secret,
+                require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
+                limit_proxy_state: c.limit_proxy_state.unwrap_or(false),
+            });
+        }
+        Ok(RadiusSettings {
+            listen,
+            mode,
+            challenge_prompt: raw
+                .challenge_prompt
+                .unwrap_or_else(|| "Enter your one-time password".to_string()),
+            state_key,
+            state_ttl: self.duration("radius.state_ttl", raw.state_ttl.as_deref(), "120s")?,
+            dedup_ttl: self.duration("radius.dedup_ttl", raw.dedup_ttl.as_deref(), "30s")?,
+            max_in_flight,
+            reject_message: raw
+                .reject_message
+                .unwrap_or_else(|| "Authentication failed".to_string()),
+            reject_delay: self.duration(
+                "radius.reject_delay",
+                raw.reject_delay.as_deref(),
+                "1s",
+            )?,
+            clients,
+        })
+    }
+
+    fn validate_pam(&self, raw: RawPam) -> Result<PamSettings> {
+        let mut services = BTreeMap::new();
+        for (name, s) in raw.service {
+            let failmode = self.failmode(
+                &format!("pam.service.{name}.failmode"),
+                s.failmode.as_deref(),
+            )?;
+            services.insert(
+                name,
+                PamServiceSettings {
+                    prompt: s.prompt,
+                    failmode,
+                },
+            );
+        }
+        Ok(PamSettings {
+            prompt: raw.prompt,
+            failmode: self.failmode("pam.failmode", raw.failmode.as_deref())?,
+            services,
+        })
+    }
+}
+
+/// An IP address (a /32 or /128) or a CIDR network.
+fn parse_network(text: &str) -> Option<IpNet> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// Refuses a secret file other users can read.
+pub fn check_secret_file_mode(path: &Path, key: &str) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|source| Error::ReadFile {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        source,
+    })?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o007 != 0 {
+        return Err(Error::SecretFileMode {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a secret file: refused when other users can read it; one trailing newline is removed.
+pub fn read_secret_file(path: &Path, key: &str) -> Result<Secret> {
+    check_secret_file_mode(path, key)?;
+    let mut bytes =
+        zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| Error::ReadFile {
+            file: path.to_path_buf(),
+            key: key.to_string(),
+            source,
+        })?);
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(Error::ConfigKey {
+            file: path.display().to_string(),
+            key: key.to_string(),
+            message: "the secret file is empty".to_string(),
+        });
+    }
+    Ok(Secret::new(bytes.to_vec()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,921 @@
+//! The SxS simulator: a real HTTP server on loopback that speaks the SOAP and JSON of
+//! PROTOCOL.md §1, with RFC 6238 tokens, single-use OTPs, lockout, the Organization ID check,
+//! the admin calls, and test hooks under `/sim/` (current OTP, counters, injected faults, a
+//! movable clock, phone activation). Used by tests, benchmarks and the demo; documented in
+//! `docs/simulator.md`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::codes;
+use crate::soap::{self, Element};
+use crate::totp;
+
+/// Default Organization ID the simulator expects.
+pub const DEFAULT_ORGANIZATION_ID: &str = "1";
+/// Default header carrying it.
+pub const DEFAULT_ORGANIZATION_HEADER: &str = "OrganizationId";
+/// Consecutive failures that lock a token, by default.
+pub const DEFAULT_LOCKOUT: u32 = 5;
+/// Wrong activation attempts that kill an activation code (SxS's default).
+pub const ACTIVATION_TRIES: u32 = 3;
+
+/// One user of the seed file (`[[user]]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedUser {
+    pub id: String,
+    /// The user's token; a user without one exists but cannot log in.
+    pub token_sn: Option<String>,
+    /// Base32 TOTP secret; generated when absent.
+    pub secret: Option<String>,
+    pub mobile: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub address: Option<String>,
+    /// Whether the token is already activated (default true for seeded tokens).
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedFile {
+    #[serde(default)]
+    user: Vec<SeedUser>,
+}
+
+/// Reads a seed file.
+pub fn load_seed(path: &Path) -> Result<Vec<SeedUser>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_seed(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses seed TOML text.
+pub fn parse_seed(text: &str) -> Result<Vec<SeedUser>, String> {
+    let seed: SeedFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    Ok(seed.user)
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub organization_id: String,
+    pub organization_header: String,
+    /// Consecutive wrong OTPs before a token locks.
+    pub lockout: u32,
+    /// Accept an OTP more than once (benchmarks only: a real SxS never does).
+    pub allow_replay: bool,
+    pub seed: Vec<SeedUser>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            organization_id: DEFAULT_ORGANIZATION_ID.into(),
+            organization_header: DEFAULT_ORGANIZATION_HEADER.into(),
+            lockout: DEFAULT_LOCKOUT,
+            allow_replay: false,
+            seed: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct User {
+    first_name: String,
+    last_name: String,
+    email: String,
+    mobile: String,
+    address: String,
+    token_sn: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    user_id: String,
+    secret: Vec<u8>,
+    active: bool,
+    failures: u32,
+    locked: bool,
+    last_step: Option<u64>,
+    activation: Option<Activation>,
+}
+
+#[derive(Debug, Clone)]
+struct Activation {
+    digits: String,
+    wrong: u32,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    users: HashMap<String, User>,
+    tokens: HashMap<String, Token>,
+    next_sn: u64,
+}
+
+/// Counters served at `GET /sim/stats`.
+#[derive(Debug, Default)]
+struct Stats {
+    validate_otp: AtomicU64,
+    accepts: AtomicU64,
+    rejects: AtomicU64,
+    faults: AtomicU64,
+    admin: AtomicU64,
+    health: AtomicU64,
+}
+
+/// A snapshot of the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    pub validate_otp: u64,
+    pub accepts: u64,
+    pub rejects: u64,
+    pub faults: u64,
+    pub admin: u64,
+    pub health: u64,
+}
+
+/// An injected error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultKind {
+    /// HTTP 500 with a plain-text body (no SOAP).
+    Http500,
+    /// HTTP 200 with a truncated, not well-formed body.
+    Malformed,
+    /// The connection is closed with a TCP reset after the request was read.
+    Reset,
+}
+
+/// Faults applied to SxS calls (not to `/sim/`), set with `POST /sim/faults`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added before answering.
+    #[serde(default)]
+    pub latency_ms: u64,
+    pub error: Option<FaultKind>,
+    /// Apply to this many calls, then clear; absent: until cleared (`DELETE /sim/faults`).
+    pub calls: Option<u64>,
+}
+
+#[derive(Debug)]
+struct SimState {
+    opts: SimOptions,
+    store: Mutex<Store>,
+    stats: Stats,
+    faults: Mutex<Faults>,
+    time_offset: AtomicI64,
+}
+
+/// A running simulator; dropping it stops the server.
+#[derive(Debug)]
+pub struct SimHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    state: Arc<SimState>,
+}
+
+impl SimHandle {
+    /// `http://ADDR`, the value for `sxs.servers`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The current OTP of `user_id`'s token, as the phone would show it.
+    pub fn current_otp(&self, user_id: &str) -> Option<String> {
+        self.state.current_otp(user_id)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.state.stats_snapshot()
+    }
+
+    /// Sets injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.state.faults) = faults;
+    }
+
+    /// Moves the simulator's clock forward (so a test needs no sleep for a fresh OTP).
+    pub fn advance_time(&self, secs: i64) {
+        self.state.time_offset.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// Stops the server: the listener and every open connection are closed.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the simulator on `listener`; it runs on the current tokio runtime.
+pub fn start(listener: TcpListener, opts: SimOptions) -> Result<SimHandle, String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let state = Arc::new(SimState::new(opts)?);
+    let (shutdown, watch) = tokio::sync::watch::channel(false);
+    tokio::spawn(accept_loop(listener, state.clone(), watch));
+    Ok(SimHandle {
+        addr,
+        shutdown,
+        state,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+type Shutdown = tokio::sync::watch::Receiver<bool>;
+
+async fn accept_loop(listener: TcpListener, state: Arc<SimState>, mut shutdown: Shutdown) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sxs-sim: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(stream, state.clone(), shutdown.clone()));
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    state: Arc<SimState>,
+    mut shutdown: Shutdown,
+) {
+    // Keep a second handle on the socket so a `reset` fault can turn the close into a RST.
+    let (stream, dup) = match stream.into_std().and_then(|s| {
+        let dup = s.try_clone()?;
+        Ok((tokio::net::TcpStream::from_std(s)?, dup))
+    }) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(error = %e, "sxs-sim: cannot set up connection");
+            return;
+        }
+    };
+    let abort = Arc::new(Notify::new());
+    let svc_abort = abort.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let abort = svc_abort.clone();
+        async move { Ok::<_, Infallible>(handle(state, abort, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = shutdown.changed() => {}
+        _ = abort.notified() => {
+            let _ = socket2::SockRef::from(&dup).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    respond(status, "application/json", body)
+}
+
+fn soap_ok(wrapper: &str, ns: &str, inner: &str) -> Resp {
+    let body = format!(
+        "<soap:Envelope xmlns:soap=\"{}\"><soap:Body><ns2:{wrapper} xmlns:ns2=\"{ns}\">{inner}</ns2:{wrapper}></soap:Body></soap:Envelope>",
+        soap::NS_SOAP
+    );
+    respond(StatusCode::OK, "text/xml; charset=utf-8", body)
+}
+
+fn soap_exception(wrapper: &str, ns: &str, code: &str, message: &str) -> Resp {
+    soap_ok(
+        wrapper,
+        ns,
+        &format!(
+            "<exception><exceptionCode>{}</exceptionCode><exceptionMessage>{}</exceptionMessage></exception>",
+            soap::escape(code),
+            soap::escape(message)
+        ),
+    )
+}
+
+fn soap_fault(code: &str, message: &str) -> Resp {
+    let body = format!(
+        "<soap:Envelope xmlns:soap=\"{}\"><soap:Body><soap:Fault><faultcode>{}</faultcode><faultstring>{}</faultstring></soap:Fault></soap:Body></soap:Envelope>",
+        soap::NS_SOAP,
+        soap::escape(code),
+        soap::escape(message)
+    );
+    respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "text/xml; charset=utf-8",
+        body,
+    )
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Resp> {
+    match Limited::new(req.into_body(), soap::MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(_) => Err(soap_fault(
+            "soap:Client",
+            "request body unreadable or too large",
+        )),
+    }
+}
+
+async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    if let Some(rest) = path.strip_prefix("/sim/") {
+        return handle_sim(&state, &method, rest, req).await;
+    }
+    // An SxS call: injected faults first.
+    let faults = state.take_fault();
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    match faults.error {
+        Some(FaultKind::Http500) => {
+            state.stats.faults.fetch_add(1, Ordering::Relaxed);
+            return respond(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain",
+                "Internal Server Error",
+            );
+        }
+        Some(FaultKind::Malformed) => {
+            state.stats.faults.fetch_add(1, Ordering::Relaxed);
+            return respond(
+                StatusCode::OK,
+                "text/xml",
+                "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"><soap:Body><ns2:validateOtpResponse><tokenSN>20000",
+            );
+        }
+        Some(FaultKind::Reset) => {
+            state.stats.faults.fetch_add(1, Ordering::Relaxed);
+            // Drain the request so the close is a reset, not a half-read.
+            let _ = read_body(req).await;
+            abort.notify_one();
+            return std::future::pending().await;
+        }
+        None => {}
+    }
+    match (&method, path.as_str()) {
+        (&Method::GET, "/SxSWS/api/healthCheck" | "/SxSAdminWS/api/healthCheck") => {
+            state.stats.health.fetch_add(1, Ordering::Relaxed);
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"message": "Service is alive and well."}),
+            )
+        }
+        (&Method::POST, "/SxSWS/SxS5Authentication") => {
+            if !state.org_ok(&req) {
+                state.stats.validate_otp.fetch_add(1, Ordering::Relaxed);
+                state.stats.rejects.fetch_add(1, Ordering::Relaxed);
+                return soap_fault("soap:Server", "Organization not found");
+            }
+            match read_body(req).await {
+                Ok(body) => state.validate_otp(&body),
+                Err(r) => r,
+            }
+        }
+        (
+            &Method::POST,
+            "/SxSAdminWS/UserAdministrationService"
+            | "/SxSAdminWS/services/MobileTokenManagementService",
+        ) => {
+            state.stats.admin.fetch_add(1, Ordering::Relaxed);
+            if !state.org_ok(&req) {
+                return soap_fault("soap:Server", "Organization not found");
+            }
+            match read_body(req).await {
+                Ok(body) => state.admin(&body),
+                Err(r) => r,
+            }
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found"),
+    }
+}
+
+async fn handle_sim(state: &SimState, method: &Method, rest: &str, req: Request<Incoming>) -> Resp {
+    match (method, rest) {
+        (&Method::GET, "stats") => json(StatusCode::OK, &state.stats_snapshot()),
+        (&Method::GET, "faults") => json(StatusCode::OK, &*lock(&state.faults)),
+        (&Method::DELETE, "faults") => {
+            *lock(&state.faults) = Faults::default();
+            json(StatusCode::OK, &Faults::default())
+        }
+        (&Method::POST, "faults") => match read_json::<Faults>(req).await {
+            Ok(f) => {
+                *lock(&state.faults) = f.clone();
+                json(StatusCode::OK, &f)
+            }
+            Err(r) => r,
+        },
+        (&Method::POST, "time") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Advance {
+                advance_secs: i64,
+            }
+            match read_json::<Advance>(req).await {
+                Ok(a) => {
+                    let now = state
+                        .time_offset
+                        .fetch_add(a.advance_secs, Ordering::SeqCst)
+                        + a.advance_secs;
+                    json(StatusCode::OK, &serde_json::json!({"offset_secs": now}))
+                }
+                Err(r) => r,
+            }
+        }
+        (&Method::POST, "activate") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Activate {
+                client_id: String,
+                activation_code: String,
+            }
+            match read_json::<Activate>(req).await {
+                Ok(a) => state.activate(&a.client_id, &a.activation_code),
+                Err(r) => r,
+            }
+        }
+        (&Method::GET, other) => match other.strip_prefix("otp/") {
+            Some(user) if !user.is_empty() => match state.current_otp(user) {
+                Some(otp) => respond(StatusCode::OK, "text/plain", format!("{otp}\n")),
+                None => respond(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!("no user {user:?} with a token\n"),
+                ),
+            },
+            _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        },
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Resp> {
+    let body = Limited::new(req.into_body(), 16 * 1024)
+        .collect()
+        .await
+        .map_err(|_| respond(StatusCode::BAD_REQUEST, "text/plain", "body unreadable\n"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| {
+        json(
+            StatusCode::BAD_REQUEST,
+            &serde_json::json!({"error": e.to_string()}),
+        )
+    })
+}
+
+fn random_digits(n: usize) -> String {
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
+        .collect()
+}
+
+impl SimState {
+    fn new(opts: SimOptions) -> Result<Self, String> {
+        let mut store = Store {
+            next_sn: 2_000_100_000,
+            ..Store::default()
+        };
+        for u in &opts.seed {
+            if u.id.is_empty() {
+                return Err("seed: a user has an empty id".into());
+            }
+            if let Some(sn) = &u.token_sn {
+                if sn.is_empty() || !sn.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!(
+                        "seed: user {}: token_sn {sn:?} is not decimal",
+                        u.id
+                    ));
+                }
+                let secret = match &u.secret {
+                    Some(s) => totp::decode_base32(s)
+                        .ok_or_else(|| format!("seed: user {}: secret is not base32", u.id))?,
+                    None => {
+                        let mut b = vec![0u8; 20];
+                        rand::rng().fill(&mut b[..]);
+                        b
+                    }
+                };
+                if store.tokens.contains_key(sn) {
+                    return Err(format!("seed: token {sn} appears twice"));
+                }
+                store.tokens.insert(
+                    sn.clone(),
+                    Token {
+                        user_id: u.id.clone(),
+                        secret,
+                        active: u.active.unwrap_or(true),
+                        failures: 0,
+                        locked: false,
+                        last_step: None,
+                        activation: None,
+                    },
+                );
+            }
+            store.users.insert(
+                u.id.clone(),
+                User {
+                    first_name: u.first_name.clone().unwrap_or_default(),
+                    last_name: u.last_name.clone().unwrap_or_default(),
+                    email: u.email.clone().unwrap_or_default(),
+                    mobile: u.mobile.clone().unwrap_or_default(),
+                    address: u.address.clone().unwrap_or_default(),
+                    token_sn: u.token_sn.clone(),
+                },
+            );
+        }
+        Ok(Self {
+            opts,
+            store: Mutex::new(store),
+            stats: Stats::default(),
+            faults: Mutex::new(Faults::default()),
+            time_offset: AtomicI64::new(0),
+        })
+    }
+
+    fn now_unix(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        real.saturating_add_signed(self.time_offset.load(Ordering::SeqCst))
+    }
+
+    fn org_ok<B>(&self, req: &Request<B>) -> bool {
+        req.headers()
+            .get(self.opts.organization_header.as_str())
+            .is_some_and(|v| v.as_bytes() == self.opts.organization_id.as_bytes())
+    }
+
+    fn take_fault(&self) -> Faults {
+        let mut f = lock(&self.faults);
+        let current = f.clone();
+        if let Some(n) = f.calls {
+            if n <= 1 {
+                *f = Faults::default();
+            } else {
+                f.calls = Some(n - 1);
+            }
+        }
+        current
+    }
+
+    fn stats_snapshot(&self) -> StatsSnapshot {
+        let s = &self.stats;
+        StatsSnapshot {
+            validate_otp: s.validate_otp.load(Ordering::Relaxed),
+            accepts: s.accepts.load(Ordering::Relaxed),
+            rejects: s.rejects.load(Ordering::Relaxed),
+            faults: s.faults.load(Ordering::Relaxed),
+            admin: s.admin.load(Ordering::Relaxed),
+            health: s.health.load(Ordering::Relaxed),
+        }
+    }
+
+    fn current_otp(&self, user_id: &str) -> Option<String> {
+        let store = lock(&self.store);
+        let sn = store.users.get(user_id)?.token_sn.as_ref()?;
+        let token = store.tokens.get(sn)?;
+        Some(totp::code_at_step(
+            &token.secret,
+            totp::step_of(self.now_unix()),
+        ))
+    }
+
+    fn validate_otp(&self, body: &[u8]) -> Resp {
+        const W: &str = "validateOtpResponse";
+        self.stats.validate_otp.fetch_add(1, Ordering::Relaxed);
+        let reject = |code: &str, message: &str| {
+            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+            soap_exception(W, soap::NS_AUTH, code, message)
+        };
+        let Some(req) = request_element(body, "validateOtpRequest") else {
+            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+            return soap_fault("soap:Client", "expected a validateOtpRequest");
+        };
+        let field = |name: &str| req.child(name).map(|e| e.text.as_str());
+        let Some(otp) = field("otp").filter(|o| !o.is_empty()) else {
+            return reject(codes::BAD_REQUEST, "otp is missing");
+        };
+        match field("applicationProfileName") {
+            Some("OTP_APP") => {}
+            Some(other) => {
+                return reject(
+                    codes::BAD_REQUEST,
+                    &format!("unknown application profile {other}"),
+                )
+            }
+            None => return reject(codes::BAD_REQUEST, "applicationProfileName is missing"),
+        }
+        let token_sn = field("TokenSN").filter(|s| !s.is_empty());
+        let user_id = field("UserID").filter(|s| !s.is_empty());
+        let now_step = totp::step_of(self.now_unix());
+        let mut store = lock(&self.store);
+        let sn = match (token_sn, user_id) {
+            (Some(sn), uid) => {
+                let Some(t) = store.tokens.get(sn) else {
+                    return reject(codes::UNKNOWN_TOKEN, "Unknown token");
+                };
+                if uid.is_some_and(|u| u != t.user_id) {
+                    return reject(codes::TOKEN_USER_MISMATCH, "Token does not belong to user");
+                }
+                sn.to_string()
+            }
+            (None, Some(uid)) => match store.users.get(uid) {
+                None => return reject(codes::UNKNOWN_USER, "Unknown user"),
+                Some(u) => match &u.token_sn {
+                    Some(sn) => sn.clone(),
+                    None => return reject(codes::NO_TOKEN, "User has no token"),
+                },
+            },
+            (None, None) => return reject(codes::BAD_REQUEST, "TokenSN or UserID is required"),
+        };
+        let lockout = self.opts.lockout;
+        let allow_replay = self.opts.allow_replay;
+        let Some(token) = store.tokens.get_mut(&sn) else {
+            return reject(codes::UNKNOWN_TOKEN, "Unknown token");
+        };
+        if !token.active {
+            return reject(codes::TOKEN_NOT_ACTIVE, "Token not activated");
+        }
+        if token.locked {
+            return reject(codes::TOKEN_LOCKED, "Token locked");
+        }
+        let matched = [now_step.saturating_sub(1), now_step, now_step + 1]
+            .into_iter()
+            .find(|&s| totp::code_at_step(&token.secret, s) == otp);
+        match matched {
+            Some(step) if allow_replay || token.last_step.is_none_or(|last| step > last) => {
+                token.last_step = Some(step);
+                token.failures = 0;
+                self.stats.accepts.fetch_add(1, Ordering::Relaxed);
+                let user = token.user_id.clone();
+                soap_ok(
+                    W,
+                    soap::NS_AUTH,
+                    &format!(
+                        "<tokenSN>{}</tokenSN><userId>{}</userId>",
+                        soap::escape(&sn),
+                        soap::escape(&user)
+                    ),
+                )
+            }
+            Some(_) => reject(codes::OTP_REPLAYED, "OTP already used"),
+            None => {
+                token.failures += 1;
+                if token.failures >= lockout {
+                    token.locked = true;
+                }
+                reject(codes::WRONG_OTP, "Wrong OTP")
+            }
+        }
+    }
+
+    fn admin(&self, body: &[u8]) -> Resp {
+        let Some(op) = request_element(body, "") else {
+            return soap_fault("soap:Client", "expected a SOAP request");
+        };
+        let mut store = lock(&self.store);
+        match op.name.as_str() {
+            "createOrUpdateSxsUser" => {
+                const W: &str = "createOrUpdateSxsUserResponse";
+                let Some(u) = op.child("sxsUserWS") else {
+                    return soap_exception(
+                        W,
+                        soap::NS_USER,
+                        codes::BAD_REQUEST,
+                        "sxsUserWS is missing",
+                    );
+                };
+                let text = |n: &str| u.child(n).map(|e| e.text.clone()).unwrap_or_default();
+                let id = text("userId");
+                if id.is_empty() {
+                    return soap_exception(
+                        W,
+                        soap::NS_USER,
+                        codes::BAD_REQUEST,
+                        "userId is missing",
+                    );
+                }
+                let entry = store.users.entry(id).or_default();
+                entry.first_name = text("firstName");
+                entry.last_name = text("lastName");
+                entry.email = text("email");
+                entry.mobile = text("mobile");
+                entry.address = text("address");
+                soap_ok(W, soap::NS_USER, "")
+            }
+            "mtmRedistributeTokenRequest" => {
+                const W: &str = "mtmRedistributeTokenResponse";
+                let uid = op
+                    .child("sxsUserWS")
+                    .and_then(|u| u.child("userId"))
+                    .map(|e| e.text.clone())
+                    .unwrap_or_default();
+                let digits = |n: &str| {
+                    op.child(n).is_some_and(|e| {
+                        !e.text.is_empty() && e.text.bytes().all(|b| b.is_ascii_digit())
+                    })
+                };
+                if !digits("tokenProfileId") || !digits("serviceIds") {
+                    return soap_exception(
+                        W,
+                        soap::NS_MTM,
+                        codes::BAD_REQUEST,
+                        "tokenProfileId and serviceIds must be numbers",
+                    );
+                }
+                if !store.users.contains_key(&uid) {
+                    return soap_exception(W, soap::NS_MTM, codes::UNKNOWN_USER, "Unknown user");
+                }
+                let sn = store.next_sn.to_string();
+                store.next_sn += 1;
+                let mut secret = vec![0u8; 20];
+                rand::rng().fill(&mut secret[..]);
+                store.tokens.insert(
+                    sn.clone(),
+                    Token {
+                        user_id: uid.clone(),
+                        secret,
+                        active: false,
+                        failures: 0,
+                        locked: false,
+                        last_step: None,
+                        activation: None,
+                    },
+                );
+                if let Some(old) = store
+                    .users
+                    .get_mut(&uid)
+                    .and_then(|u| u.token_sn.replace(sn.clone()))
+                {
+                    store.tokens.remove(&old);
+                }
+                soap_ok(W, soap::NS_MTM, &format!("<tokenSN>{sn}</tokenSN>"))
+            }
+            "mtmRenewActivationCodeRequest" => {
+                const W: &str = "mtmRenewActivationCodeResponse";
+                let sn = op
+                    .child("tokensn")
+                    .map(|e| e.text.clone())
+                    .unwrap_or_default();
+                if op.child("generateNew").map(|e| e.text.as_str()) != Some("true") {
+                    return soap_exception(
+                        W,
+                        soap::NS_MTM,
+                        codes::BAD_REQUEST,
+                        "generateNew must be true",
+                    );
+                }
+                let Some(token) = store.tokens.get_mut(&sn) else {
+                    return soap_exception(W, soap::NS_MTM, codes::UNKNOWN_TOKEN, "Unknown token");
+                };
+                token.activation = Some(Activation {
+                    digits: random_digits(16),
+                    wrong: 0,
+                });
+                soap_ok(W, soap::NS_MTM, "")
+            }
+            "mtmGetActivationCodeRequest" => {
+                const W: &str = "mtmGetActivationCodeResponse";
+                let sn = op
+                    .child("tokensn")
+                    .map(|e| e.text.clone())
+                    .unwrap_or_default();
+                if op.child("formatId").map(|e| e.text.as_str()) != Some("1") {
+                    return soap_exception(
+                        W,
+                        soap::NS_MTM,
+                        codes::BAD_REQUEST,
+                        "formatId must be 1",
+                    );
+                }
+                let Some(token) = store.tokens.get(&sn) else {
+                    return soap_exception(W, soap::NS_MTM, codes::UNKNOWN_TOKEN, "Unknown token");
+                };
+                match &token.activation {
+                    Some(a) if a.wrong < ACTIVATION_TRIES => soap_ok(
+                        W,
+                        soap::NS_MTM,
+                        &format!("<activationCode>{}</activationCode>", a.digits),
+                    ),
+                    _ => soap_exception(
+                        W,
+                        soap::NS_MTM,
+                        codes::ACTIVATION_CODE_DEAD,
+                        "No valid activation code; renew it",
+                    ),
+                }
+            }
+            other => soap_fault("soap:Client", &format!("unknown operation {other}")),
+        }
+    }
+
+    /// The phone's activation: client ID (digits 1–8) and activation code (digits 9–16).
+    fn activate(&self, client_id: &str, activation_code: &str) -> Resp {
+        let mut store = lock(&self.store);
+        let found = store.tokens.iter_mut().find(|(_, t)| {
+            t.activation
+                .as_ref()
+                .is_some_and(|a| a.digits.get(..8) == Some(client_id))
+        });
+        let Some((sn, token)) = found else {
+            return json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"code": codes::ACTIVATION_CODE_DEAD, "message": "Unknown client ID"}),
+            );
+        };
+        let sn = sn.clone();
+        let Some(a) = token.activation.as_mut() else {
+            return json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"code": codes::ACTIVATION_CODE_DEAD}),
+            );
+        };
+        if a.wrong >= ACTIVATION_TRIES {
+            return json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"code": codes::ACTIVATION_CODE_DEAD, "message": "Activation code is dead; generate a new one"}),
+            );
+        }
+        if a.digits.get(8..) != Some(activation_code) {
+            a.wrong += 1;
+            let left = ACTIVATION_TRIES.saturating_sub(a.wrong);
+            return json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({"code": codes::WRONG_ACTIVATION_CODE, "message": "Wrong activation code", "tries_left": left}),
+            );
+        }
+        token.activation = None;
+        token.active = true;
+        token.failures = 0;
+        token.locked = false;
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"activated": true, "token_sn": sn, "user_id": token.user_id}),
+        )
+    }
+}
+
+/// The first element inside the SOAP Body; with a non-empty `name`, only if it has that
+/// local name.
+fn request_element(body: &[u8], name: &str) -> Option<Element> {
+    let text = std::str::from_utf8(body).ok()?;
+    let root = soap::parse(text).ok()?;
+    let body = soap::body(&root).ok()?;
+    let first = body.children.first()?;
+    (name.is_empty() || first.name == name).then(|| first.clone())
+}

@@ -1,0 +1,416 @@
+//! SOAP 1.1 envelopes of PROTOCOL.md §1, built and read.
+//!
+//! Requests are built to the structure of the vendor's samples (`shared/fixtures/sxs/`).
+//! Responses are read into a small tree of elements by *local* name (namespace prefixes are
+//! ignored, as the response wrappers are not documented) and interpreted strictly: anything
+//! that is not clearly a success is not a success.
+
+use std::fmt::Write as _;
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use crate::secret::Secret;
+
+/// SOAP envelope namespace.
+pub const NS_SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// `validateOtp` namespace (prefix `aut`).
+pub const NS_AUTH: &str = "http://authentication.ws.sxs.logos.hr";
+/// User administration namespace.
+pub const NS_USER: &str = "http://impl.user.webservice.sxsadmin.sxs.asseco.hr";
+/// Mobile token management namespace.
+pub const NS_MTM: &str = "http://impl.mtm.webservice.sxsadmin.sxs.asseco.hr";
+
+/// Largest response body read (a real SxS answer is well under 4 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+const MAX_DEPTH: usize = 32;
+const MAX_ELEMENTS: usize = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Building requests
+
+/// Escapes text for an XML element.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn envelope(ns_prefix: &str, ns: &str, body: &str) -> String {
+    format!(
+        "<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\" xmlns:{ns_prefix}=\"{ns}\">\n  <soapenv:Header/>\n  <soapenv:Body>\n{body}  </soapenv:Body>\n</soapenv:Envelope>\n"
+    )
+}
+
+fn leaf(out: &mut String, indent: usize, name: &str, value: &str) {
+    let _ = writeln!(
+        out,
+        "{:indent$}<{name}>{}</{name}>",
+        "",
+        escape(value),
+        indent = indent
+    );
+}
+
+/// The `validateOtp` request. The OTP is written straight into a zeroizing buffer.
+///
+/// Element order follows the vendor's samples: `otp`, `TokenSN`, `applicationProfileName`,
+/// then `UserID`.
+pub fn validate_otp_request(
+    otp: &Secret,
+    token_sn: Option<&str>,
+    user_id: Option<&str>,
+    application_profile: &str,
+) -> zeroize::Zeroizing<String> {
+    let mut body = String::with_capacity(256);
+    body.push_str("    <aut:validateOtpRequest>\n");
+    // The OTP is checked to be digits before this is called; escape anyway.
+    let otp_text = zeroize::Zeroizing::new(escape(otp.expose_str().unwrap_or("")));
+    body.push_str("      <otp>");
+    body.push_str(&otp_text);
+    body.push_str("</otp>\n");
+    if let Some(sn) = token_sn {
+        leaf(&mut body, 6, "TokenSN", sn);
+    }
+    leaf(&mut body, 6, "applicationProfileName", application_profile);
+    if let Some(uid) = user_id {
+        leaf(&mut body, 6, "UserID", uid);
+    }
+    body.push_str("    </aut:validateOtpRequest>\n");
+    let body = zeroize::Zeroizing::new(body);
+    zeroize::Zeroizing::new(envelope("aut", NS_AUTH, &body))
+}
+
+/// A user as `createOrUpdateSxsUser` takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SxsUser {
+    pub user_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub mobile: String,
+    pub address: String,
+}
+
+/// The `createOrUpdateSxsUser` request.
+pub fn create_or_update_user_request(user: &SxsUser) -> String {
+    let mut body = String::new();
+    body.push_str("    <impl:createOrUpdateSxsUser>\n      <sxsUserWS>\n");
+    leaf(&mut body, 8, "address", &user.address);
+    leaf(&mut body, 8, "email", &user.email);
+    leaf(&mut body, 8, "firstName", &user.first_name);
+    leaf(&mut body, 8, "userId", &user.user_id);
+    leaf(&mut body, 8, "lastName", &user.last_name);
+    leaf(&mut body, 8, "mobile", &user.mobile);
+    body.push_str("      </sxsUserWS>\n    </impl:createOrUpdateSxsUser>\n");
+    envelope("impl", NS_USER, &body)
+}
+
+/// The `mtmRedistributeTokenRequest`: a new token for `user_id`.
+pub fn redistribute_token_request(
+    user_id: &str,
+    token_profile_id: u32,
+    service_ids: u32,
+) -> String {
+    let mut body = String::new();
+    body.push_str("    <impl:mtmRedistributeTokenRequest>\n      <sxsUserWS>\n");
+    leaf(&mut body, 8, "userId", user_id);
+    body.push_str("      </sxsUserWS>\n");
+    leaf(
+        &mut body,
+        6,
+        "tokenProfileId",
+        &token_profile_id.to_string(),
+    );
+    leaf(&mut body, 6, "serviceIds", &service_ids.to_string());
+    body.push_str("    </impl:mtmRedistributeTokenRequest>\n");
+    envelope("impl", NS_MTM, &body)
+}
+
+/// The `mtmRenewActivationCodeRequest` with `generateNew=true`.
+pub fn renew_activation_code_request(token_sn: &str) -> String {
+    let mut body = String::new();
+    body.push_str("    <impl:mtmRenewActivationCodeRequest>\n");
+    leaf(&mut body, 6, "tokensn", token_sn);
+    leaf(&mut body, 6, "generateNew", "true");
+    body.push_str("    </impl:mtmRenewActivationCodeRequest>\n");
+    envelope("impl", NS_MTM, &body)
+}
+
+/// The `mtmGetActivationCodeRequest` with `formatId=1`.
+pub fn get_activation_code_request(token_sn: &str) -> String {
+    let mut body = String::new();
+    body.push_str("    <impl:mtmGetActivationCodeRequest>\n");
+    leaf(&mut body, 6, "tokensn", token_sn);
+    leaf(&mut body, 6, "formatId", "1");
+    body.push_str("    </impl:mtmGetActivationCodeRequest>\n");
+    envelope("impl", NS_MTM, &body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading XML
+
+/// One element: local name, its own text (trimmed), children.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    /// The first direct child with this local name.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// Every descendant (not self) with this local name, depth first.
+    pub fn descendants<'a>(&'a self, name: &str) -> Vec<&'a Element> {
+        let mut out = Vec::new();
+        fn walk<'a>(e: &'a Element, name: &str, out: &mut Vec<&'a Element>) {
+            for c in &e.children {
+                if c.name == name {
+                    out.push(c);
+                }
+                walk(c, name, out);
+            }
+        }
+        walk(self, name, &mut out);
+        out
+    }
+
+    /// The one descendant with this name: `Ok(None)` when absent, `Err` when there are several.
+    pub fn unique(&self, name: &str) -> Result<Option<&Element>, String> {
+        let found = self.descendants(name);
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(Some(found[0])),
+            n => Err(format!("{n} <{name}> elements where one was expected")),
+        }
+    }
+}
+
+/// Parses a whole XML document into its root element. Refuses DTDs, unknown entities,
+/// more than one root, deep nesting and very many elements.
+pub fn parse(xml: &str) -> Result<Element, String> {
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().check_end_names = true;
+    let mut stack: Vec<Element> = Vec::new();
+    let mut root: Option<Element> = None;
+    let mut count = 0usize;
+    loop {
+        let event = reader.read_event().map_err(|e| {
+            format!(
+                "not well-formed XML at byte {}: {e}",
+                reader.error_position()
+            )
+        })?;
+        match event {
+            Event::Start(e) => {
+                count += 1;
+                if stack.len() >= MAX_DEPTH || count > MAX_ELEMENTS {
+                    return Err("XML too deep or too large".into());
+                }
+                if root.is_some() {
+                    return Err("more than one root element".into());
+                }
+                stack.push(Element {
+                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    ..Element::default()
+                });
+            }
+            Event::Empty(e) => {
+                count += 1;
+                if count > MAX_ELEMENTS {
+                    return Err("XML too large".into());
+                }
+                let el = Element {
+                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    ..Element::default()
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None if root.is_none() => root = Some(el),
+                    None => return Err("more than one root element".into()),
+                }
+            }
+            Event::End(_) => {
+                let mut el = stack.pop().ok_or("unbalanced end tag")?;
+                el.text = el.text.trim().to_string();
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(el),
+                    None => root = Some(el),
+                }
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(|e| format!("bad text encoding: {e}"))?;
+                match stack.last_mut() {
+                    Some(el) => el.text.push_str(&text),
+                    None if text.trim().is_empty() => {}
+                    None => return Err("text outside the root element".into()),
+                }
+            }
+            Event::CData(t) => {
+                let text = t.decode().map_err(|e| format!("bad CDATA encoding: {e}"))?;
+                if let Some(el) = stack.last_mut() {
+                    el.text.push_str(&text);
+                }
+            }
+            Event::GeneralRef(r) => {
+                let ch = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => match &*r {
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        b"amp" => '&',
+                        b"quot" => '"',
+                        b"apos" => '\'',
+                        other => {
+                            return Err(format!(
+                                "unknown entity &{};",
+                                String::from_utf8_lossy(other)
+                            ))
+                        }
+                    },
+                    Err(e) => return Err(format!("bad character reference: {e}")),
+                };
+                match stack.last_mut() {
+                    Some(el) => el.text.push(ch),
+                    None => return Err("text outside the root element".into()),
+                }
+            }
+            Event::DocType(_) => return Err("a DTD is not allowed in a SOAP message".into()),
+            Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if !stack.is_empty() {
+        return Err("document ends inside an element".into());
+    }
+    root.ok_or_else(|| "empty document".to_string())
+}
+
+/// The `Body` of a SOAP envelope.
+pub fn body(root: &Element) -> Result<&Element, String> {
+    if root.name != "Envelope" {
+        return Err(format!(
+            "root element is <{}>, not a SOAP Envelope",
+            root.name
+        ));
+    }
+    let bodies: Vec<_> = root.children.iter().filter(|c| c.name == "Body").collect();
+    match bodies.as_slice() {
+        [b] => Ok(b),
+        [] => Err("SOAP Envelope has no Body".into()),
+        _ => Err("SOAP Envelope has more than one Body".into()),
+    }
+}
+
+/// What a SOAP response says, before any operation-specific meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// A SOAP Fault: `faultcode`, `faultstring`.
+    Fault { code: String, message: String },
+    /// An SxS exception object: `exceptionCode`, `exceptionMessage`.
+    Exception { code: String, message: String },
+    /// Neither: the Body, for the operation to read.
+    Body(&'a Element),
+}
+
+/// Classifies a parsed response. A fault or exception without a code is malformed.
+pub fn outcome(root: &Element) -> Result<Outcome<'_>, String> {
+    let body = body(root)?;
+    if let Some(fault) = body.unique("Fault")? {
+        let code = fault.child("faultcode").map(|c| c.text.clone());
+        let message = fault
+            .child("faultstring")
+            .map(|c| c.text.clone())
+            .unwrap_or_default();
+        return match code {
+            Some(code) if !code.is_empty() => Ok(Outcome::Fault { code, message }),
+            _ => Err("SOAP Fault without a faultcode".into()),
+        };
+    }
+    if let Some(exc) = body.unique("exception")? {
+        let code = exc.unique("exceptionCode")?.map(|c| c.text.clone());
+        let message = exc
+            .unique("exceptionMessage")?
+            .map(|c| c.text.clone())
+            .unwrap_or_default();
+        return match code {
+            Some(code) if !code.is_empty() => Ok(Outcome::Exception { code, message }),
+            _ => Err("SxS exception without an exceptionCode".into()),
+        };
+    }
+    // An exceptionCode outside an <exception> wrapper still means failure.
+    if let Some(code) = body.unique("exceptionCode")? {
+        let message = body
+            .unique("exceptionMessage")?
+            .map(|c| c.text.clone())
+            .unwrap_or_default();
+        if code.text.is_empty() {
+            return Err("empty exceptionCode".into());
+        }
+        return Ok(Outcome::Exception {
+            code: code.text.clone(),
+            message,
+        });
+    }
+    Ok(Outcome::Body(body))
+}
+
+/// The successful content of a `validateOtp` response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidateOtpSuccess {
+    pub token_sn: String,
+    pub user_id: String,
+}
+
+/// Interpretation of a `validateOtp` response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidateOtpAnswer {
+    Success(ValidateOtpSuccess),
+    Failure { code: String, message: String },
+}
+
+/// Reads a `validateOtp` response. Success needs exactly one non-empty `tokenSN` (decimal)
+/// and no fault or exception; `userId` is optional, at most one. Anything else is `Err`.
+pub fn read_validate_otp(xml: &str) -> Result<ValidateOtpAnswer, String> {
+    let root = parse(xml)?;
+    match outcome(&root)? {
+        Outcome::Fault { code, message } | Outcome::Exception { code, message } => {
+            Ok(ValidateOtpAnswer::Failure { code, message })
+        }
+        Outcome::Body(body) => {
+            let sn = body
+                .unique("tokenSN")?
+                .ok_or("response has neither a tokenSN nor an exception")?;
+            if sn.text.is_empty() || !sn.text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("tokenSN {:?} is not a decimal serial", sn.text));
+            }
+            if !sn.children.is_empty() {
+                return Err("tokenSN has child elements".into());
+            }
+            let user_id = body
+                .unique("userId")?
+                .map(|u| u.text.clone())
+                .unwrap_or_default();
+            Ok(ValidateOtpAnswer::Success(ValidateOtpSuccess {
+                token_sn: sn.text.clone(),
+                user_id,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
