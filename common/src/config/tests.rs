@@ -1,1 +1,209 @@
+use super::*;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 
+const MIN: &str = r#"
+[sxs]
+servers = ["http://127.0.0.1:8442"]
+organization_id = "1"
+"#;
+
+fn no_env() -> LoadOptions {
+    LoadOptions {
+        env_overrides: false,
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn err_of(text: &str) -> String {
+    Config::from_toml_str(text, "test.toml", no_env())
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let c = Config::from_toml_str(MIN, "test.toml", no_env()).unwrap();
+    assert_eq!(c.sxs.auth_path, "/SxSWS/SxS5Authentication");
+    assert_eq!(c.sxs.organization_header, "OrganizationId");
+    assert_eq!(c.sxs.application_profile, "OTP_APP");
+    assert_eq!(c.sxs.timeout, Duration::from_secs(5));
+    assert_eq!(c.sxs.connect_timeout, Duration::from_secs(2));
+    assert_eq!(c.policy.failmode, FailMode::Secure);
+    assert_eq!(c.policy.unenrolled, Unenrolled::Deny);
+    assert_eq!(c.identity.send, SendIdentity::UserId);
+    assert!(c.identity.strip_realm && c.identity.lowercase);
+    assert!(c.radius.is_none());
+}
+
+/// The shipped example parses, with its file paths pointed at a scratch directory.
+#[test]
+fn shipped_example_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/sxs.toml"))
+            .unwrap();
+    let text = example.replace("/etc/sxs/", &format!("{}/", dir.path().display()));
+    write(dir.path(), "vpn1.secret", "a-long-shared-secret\n", 0o600);
+    write(
+        dir.path(),
+        "state.key",
+        "0123456789abcdef0123456789abcdef",
+        0o600,
+    );
+    write(dir.path(), "tokens.map", "alice 2000038252\n", 0o644);
+    let path = write(dir.path(), "sxs.toml", &text, 0o640);
+    let c = Config::load(&path, no_env()).unwrap();
+    assert_eq!(c.sxs.servers.len(), 2);
+    let r = c.radius.unwrap();
+    assert_eq!(r.clients[0].secret.expose(), b"a-long-shared-secret");
+    assert!(r.clients[0].require_message_authenticator);
+    assert_eq!(r.listen.len(), 2);
+    assert_eq!(r.reject_delay, Duration::from_secs(1));
+    assert_eq!(c.pam.prompt_for("sudo"), Some("OTP for sudo: "));
+    assert_eq!(c.pam.prompt_for("sshd"), Some("OTP: "));
+    assert_eq!(
+        c.pam.failmode_for("sshd", FailMode::Safe),
+        FailMode::Safe,
+        "no [pam] failmode: the caller's default"
+    );
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = err_of(&format!("{MIN}\ntimeoutt = \"1s\"\n"));
+    assert!(e.contains("test.toml") && e.contains("timeoutt"), "{e}");
+    let e = err_of(&format!("{MIN}\n[polcy]\nfailmode = \"safe\"\n"));
+    assert!(e.contains("polcy"), "{e}");
+}
+
+#[test]
+fn bad_values_name_key_and_file() {
+    for (text, key, what) in [
+        (MIN.replace("\"1\"", "\"1\"\ntimeout = \"5 parsecs\""), "sxs.timeout", "duration"),
+        (MIN.replace("http://127.0.0.1:8442", "ftp://x"), "sxs.servers[0]", "http"),
+        (MIN.replace("servers = [\"http://127.0.0.1:8442\"]", "servers = []"), "sxs.servers", "at least one"),
+        (format!("{MIN}[policy]\nfailmode = \"open\"\n"), "policy.failmode", "secure"),
+        (format!("{MIN}[policy]\nunenrolled = \"maybe\"\n"), "policy.unenrolled", "deny"),
+        (format!("{MIN}[identity]\nsend = \"token_sn\"\n"), "identity.token_map", "required"),
+        (format!("{MIN}[radius]\nmode = \"challenge\"\n"), "radius.state_key_file", "required"),
+        (format!("{MIN}[radius]\nstate_key = \"short\"\n"), "radius.state_key", "16 bytes"),
+        (format!("{MIN}[radius]\nlisten = [\"1812\"]\n"), "radius.listen[0]", "address"),
+        (format!("{MIN}[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.300\"\nsecret = \"0123456789\"\n"), "radius.clients[0].address", "CIDR"),
+        (format!("{MIN}[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"12345678\"\n"), "radius.clients[0].secret", "more than 8"),
+        (format!("{MIN}[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\n"), "radius.clients[0].secret_file", "needs"),
+        (format!("{MIN}[pam.service.sudo]\nfailmode = \"x\"\n"), "pam.service.sudo.failmode", "secure"),
+    ] {
+        let e = err_of(&text);
+        assert!(e.starts_with("test.toml: key `"), "{e}");
+        assert!(e.contains(&format!("`{key}`")), "want key {key}: {e}");
+        assert!(e.contains(what), "want {what:?}: {e}");
+    }
+}
+
+#[test]
+fn type_errors_and_missing_keys_name_the_key() {
+    let e = err_of("[sxs]\nservers = [\"http://a\"]\n");
+    assert!(e.contains("organization_id"), "{e}");
+    let e = err_of(&MIN.replace(
+        "organization_id = \"1\"",
+        "organization_id = \"1\"\ninsecure_skip_verify = \"perhaps\"",
+    ));
+    assert!(e.contains("insecure_skip_verify"), "{e}");
+    let e = err_of("this is not toml");
+    assert!(e.starts_with("test.toml:"), "{e}");
+}
+
+#[test]
+fn missing_file_names_it() {
+    let e = Config::load(Path::new("/nonexistent/sxs.toml"), no_env())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/nonexistent/sxs.toml") && e.contains("cannot read"),
+        "{e}"
+    );
+}
+
+#[test]
+fn secret_files_readable_by_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = write(dir.path(), "c.secret", "a-long-shared-secret", 0o644);
+    let text = format!(
+        "{MIN}[[radius.clients]]\nname = \"c\"\naddress = \"127.0.0.1\"\nsecret_file = \"{}\"\n",
+        secret.display()
+    );
+    let e = err_of(&text);
+    assert!(e.contains("readable by other users"), "{e}");
+    assert!(
+        e.contains(&format!("chmod o-rwx {}", secret.display())),
+        "{e}"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let c = Config::from_toml_str(&text, "test.toml", no_env()).unwrap();
+    assert_eq!(
+        c.radius.unwrap().clients[0].secret.expose(),
+        b"a-long-shared-secret"
+    );
+}
+
+#[test]
+fn inline_secret_makes_the_config_a_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{MIN}[[radius.clients]]\nname = \"c\"\naddress = \"127.0.0.1\"\nsecret = \"a-long-shared-secret\"\n"
+    );
+    let path = write(dir.path(), "sxs.toml", &text, 0o644);
+    let e = Config::load(&path, no_env()).unwrap_err().to_string();
+    assert!(
+        e.contains("radius.clients[0].secret") && e.contains("chmod"),
+        "{e}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    Config::load(&path, no_env()).unwrap();
+    // Without secrets a world-readable config is fine.
+    let plain = write(dir.path(), "plain.toml", MIN, 0o644);
+    Config::load(&plain, no_env()).unwrap();
+    // World-writable never is.
+    let ww = write(dir.path(), "ww.toml", MIN, 0o666);
+    let e = Config::load(&ww, no_env()).unwrap_err().to_string();
+    assert!(e.contains("writable by other users"), "{e}");
+}
+
+#[test]
+fn secrets_never_print() {
+    let text = format!(
+        "{MIN}[radius]\nstate_key = \"0123456789abcdef-key\"\n[[radius.clients]]\nname = \"c\"\naddress = \"::1\"\nsecret = \"a-long-shared-secret\"\n"
+    );
+    let c = Config::from_toml_str(&text, "test.toml", no_env()).unwrap();
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("a-long-shared-secret"), "{debug}");
+    assert!(!debug.contains("0123456789abcdef-key"), "{debug}");
+}
+
+/// The only test that sets `SXS_` variables (tests share the process environment).
+#[test]
+fn environment_overrides_apply_only_when_allowed() {
+    std::env::set_var("SXS_SXS__TIMEOUT", "750ms");
+    std::env::set_var("SXS_SXS__SERVERS", "http://a:1,http://b:2");
+    let with = Config::from_toml_str(MIN, "test.toml", LoadOptions::default());
+    let without = Config::from_toml_str(MIN, "test.toml", no_env());
+    std::env::set_var("SXS_SXS__TIMEOUTT", "1s");
+    let typo = Config::from_toml_str(MIN, "test.toml", LoadOptions::default());
+    std::env::remove_var("SXS_SXS__TIMEOUT");
+    std::env::remove_var("SXS_SXS__SERVERS");
+    std::env::remove_var("SXS_SXS__TIMEOUTT");
+    let with = with.unwrap();
+    assert_eq!(with.sxs.timeout, Duration::from_millis(750));
+    assert_eq!(with.sxs.servers.len(), 2);
+    assert_eq!(without.unwrap().sxs.timeout, Duration::from_secs(5));
+    let e = typo.unwrap_err().to_string();
+    assert!(e.contains("timeoutt"), "{e}");
+}
