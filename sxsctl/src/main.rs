@@ -1,0 +1,3 @@
+//! `sxsctl`: filled in by the sxsctl issue.
+#![forbid(unsafe_code)]
+fn main() {}
