@@ -24,6 +24,11 @@ use crate::verdict::Verdict;
 pub trait Verifier: Send + Sync {
     /// Checks `otp` for `identity`. Never panics, never retries a delivered request.
     fn verify(&self, identity: &Identity, otp: &Otp) -> impl Future<Output = Verdict> + Send;
+
+    /// Whether a verification has a chance of getting an answer now (RADIUS Status-Server).
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 /// A source of monotonic time, so back-off can be tested without sleeping.
@@ -510,6 +515,10 @@ impl SxsClient {
 impl Verifier for SxsClient {
     fn verify(&self, identity: &Identity, otp: &Otp) -> impl Future<Output = Verdict> + Send {
         self.validate_otp(identity, otp)
+    }
+
+    fn is_ready(&self) -> bool {
+        self.any_server_up()
     }
 }
 

@@ -1,3 +1,352 @@
-//! `sxs-radiusd`: filled in by the RADIUS issue.
+//! `sxs-radiusd`: command line, configuration, signals, systemd readiness, and the demo.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use common::config::{Config, LoadOptions};
+use common::sim::{self, SeedUser, SimOptions};
+use common::{IdentityMapper, SxsClient};
+use radiusd::clients::ClientTable;
+use radiusd::handler::{SxsHandler, SystemUnixClock};
+use radiusd::server::{self, Runtime, Server};
+use radiusd::state::{StateSigner, UsedStates};
+
+/// RADIUS server that validates one-time passwords with ASEE SxS.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Configuration keys: examples/sxs.toml and sxs.toml(5).\n\
+Signals: SIGHUP reloads the configuration and clients; SIGTERM/SIGINT stop after answering the requests in flight."
+)]
+struct Args {
+    /// Configuration file.
+    #[arg(long, default_value = common::config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Validate the configuration, reach every SxS server's health check, print a report, and
+    /// exit 0 (all good) or 1.
+    #[arg(long)]
+    check_config: bool,
+    /// Run a self-contained demo: the SxS simulator in-process with user `demo`, RADIUS on
+    /// 127.0.0.1:1812 with client secret `testing123`. Prints what to type to try it.
+    #[arg(long, conflicts_with = "check_config")]
+    demo: bool,
+    /// Listen on these addresses instead of `radius.listen` (repeatable; port 0 picks one).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+}
+
+fn main() -> ExitCode {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if args.check_config {
+            return check_config(&args.config).await;
+        }
+        if args.demo {
+            return demo(&args.listen).await;
+        }
+        serve(ConfigSource::File(args.config.clone()), &args.listen).await
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the configuration comes from; SIGHUP reads it again.
+#[derive(Debug, Clone)]
+enum ConfigSource {
+    File(PathBuf),
+    Embedded(String),
+}
+
+impl ConfigSource {
+    fn load(&self) -> Result<Config, String> {
+        match self {
+            ConfigSource::File(path) => {
+                Config::load(path, LoadOptions::default()).map_err(|e| e.to_string())
+            }
+            ConfigSource::Embedded(text) => Config::from_toml_str(
+                text,
+                "<demo>",
+                LoadOptions {
+                    env_overrides: false,
+                },
+            )
+            .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+type SxsRuntime = Runtime<SxsHandler<SxsClient>>;
+
+fn build_runtime(cfg: Config, used: &Arc<Mutex<UsedStates>>) -> Result<SxsRuntime, String> {
+    let settings = cfg.radius.ok_or_else(|| {
+        format!(
+            "{}: no [radius] section; sxs-radiusd needs one (see examples/sxs.toml)",
+            cfg.source
+        )
+    })?;
+    if settings.clients.is_empty() {
+        tracing::warn!("no [[radius.clients]] configured: every packet will be dropped");
+    }
+    let client = SxsClient::new(&cfg.sxs).map_err(|e| e.to_string())?;
+    let mapper = IdentityMapper::new(&cfg.identity).map_err(|e| e.to_string())?;
+    let signer = settings
+        .state_key
+        .as_ref()
+        .map(|k| StateSigner::new(k.expose()))
+        .transpose()
+        .map_err(|e| format!("{}: key `radius.state_key`: {e}", cfg.source))?;
+    let handler = SxsHandler {
+        verifier: Arc::new(client),
+        mapper,
+        policy: cfg.policy,
+        mode: settings.mode,
+        challenge_prompt: settings.challenge_prompt.clone(),
+        signer,
+        used_states: used.clone(),
+        state_ttl: settings.state_ttl,
+        clock: Arc::new(SystemUnixClock),
+    };
+    Ok(Runtime {
+        clients: ClientTable::new(&settings.clients),
+        settings,
+        handler: Arc::new(handler),
+    })
+}
+
+async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<ExitCode, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let cfg = source.load()?;
+    let used = Arc::new(Mutex::new(UsedStates::new(1_000_000)));
+    let rt = build_runtime(cfg, &used)?;
+    if rt.settings.state_key.is_none() {
+        tracing::info!("no radius.state_key: challenge mode is off");
+    }
+    let addrs = if listen_override.is_empty() {
+        rt.settings.listen.clone()
+    } else {
+        listen_override.to_vec()
+    };
+    let drain = rt.settings.reject_delay + Duration::from_secs(10);
+    let sockets = server::bind(&addrs).map_err(|e| e.to_string())?;
+    let server = Server::new(rt, sockets).map_err(|e| e.to_string())?;
+    for addr in server.local_addrs() {
+        // Machine-read by tests: keep the shape.
+        println!("sxs-radiusd listening on {addr}");
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(server.clone().run(stop_rx, drain));
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut health = tokio::time::interval(Duration::from_secs(10));
+    let mut purge = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+                match source.load().and_then(|cfg| build_runtime(cfg, &used)) {
+                    Ok(new) => {
+                        let clients = new.clients.len();
+                        server.reload(new);
+                        tracing::info!(clients, "configuration reloaded");
+                    }
+                    Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
+                }
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = health.tick() => {
+                // Keeps the view of which SxS servers are up fresh for Status-Server.
+                let verifier = server.current().handler.verifier.clone();
+                tokio::spawn(async move {
+                    for r in verifier.health_check().await.iter().filter(|r| !r.healthy && r.root == "auth") {
+                        tracing::warn!(url = r.url, cause = r.detail, "SxS health check failed");
+                    }
+                });
+            }
+            _ = purge.tick() => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                if let Ok(mut u) = used.lock() {
+                    u.purge(now);
+                }
+            }
+        }
+    }
+    tracing::info!("stopping: answering the requests in flight");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let _ = stop_tx.send(true);
+    let _ = serving.await;
+    let s = server.stats();
+    tracing::info!(
+        received = s.received,
+        accepts = s.accepts,
+        rejects = s.rejects,
+        challenges = s.challenges,
+        dropped_unknown_client = s.unknown_client,
+        dropped_malformed = s.malformed,
+        dropped_bad_authenticator = s.bad_authenticator,
+        dropped_overload = s.overload_dropped,
+        "stopped"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check_config(path: &Path) -> Result<ExitCode, String> {
+    let cfg = Config::load(path, LoadOptions::default()).map_err(|e| e.to_string())?;
+    let mut ok = true;
+    println!("configuration: {} is valid", path.display());
+    match &cfg.radius {
+        Some(r) => {
+            println!(
+                "radius: mode {:?}, listen {}, {} client(s)",
+                r.mode,
+                r.listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                r.clients.len()
+            );
+            for c in &r.clients {
+                println!(
+                    "  client {}: {} (Message-Authenticator {})",
+                    c.name,
+                    c.network,
+                    if c.require_message_authenticator {
+                        "required"
+                    } else {
+                        "NOT required"
+                    }
+                );
+            }
+        }
+        None => {
+            println!("radius: no [radius] section (sxs-radiusd cannot run with this file)");
+            ok = false;
+        }
+    }
+    let client = SxsClient::new(&cfg.sxs).map_err(|e| e.to_string())?;
+    for r in client.health_check().await {
+        let mark = if r.healthy { "ok  " } else { "DOWN" };
+        println!(
+            "sxs {mark} {} root {} ({} ms): {}",
+            r.root,
+            r.url,
+            r.latency.as_millis(),
+            r.detail
+        );
+        ok &= r.healthy;
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The README's first command.
+async fn demo(listen_override: &[SocketAddr]) -> Result<ExitCode, String> {
+    let secret_bytes: [u8; 20] = rand::random();
+    let secret = common::totp::encode_base32(&secret_bytes);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot start the SxS simulator: {e}"))?;
+    let sim = sim::start(
+        listener,
+        SimOptions {
+            seed: vec![SeedUser {
+                id: "demo".into(),
+                token_sn: Some("2000000001".into()),
+                secret: Some(secret.clone()),
+                ..SeedUser::default()
+            }],
+            ..SimOptions::default()
+        },
+    )?;
+    let listen = if listen_override.is_empty() {
+        vec!["127.0.0.1:1812".parse().map_err(|_| "bad address")?]
+    } else {
+        listen_override.to_vec()
+    };
+    let port = listen.first().map(SocketAddr::port).unwrap_or(1812);
+    let text = format!(
+        r#"[sxs]
+servers = ["{url}"]
+admin_url = "{url}/SxSAdminWS"
+organization_id = "1"
+timeout = "3s"
+[radius]
+listen = [{listen}]
+[[radius.clients]]
+name = "demo-nas"
+address = "127.0.0.0/8"
+secret = "testing123"
+[[radius.clients]]
+name = "demo-nas-v6"
+address = "::1"
+secret = "testing123"
+"#,
+        url = sim.url(),
+        listen = listen
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "sxs-radiusd demo\n\
+         \x20 SxS simulator:  {url} (Organization ID 1)\n\
+         \x20 RADIUS:         {listen} (client secret testing123)\n\
+         \x20 demo user:      demo, TOTP secret {secret} (add it to any authenticator app)\n\n\
+         Try it from another terminal:\n\
+         \x20 OTP=$(curl -s {url}/sim/otp/demo)\n\
+         \x20 radtest demo \"$OTP\" 127.0.0.1:{port} 0 testing123     # Access-Accept\n\
+         \x20 radtest demo \"$OTP\" 127.0.0.1:{port} 0 testing123     # same OTP again: Access-Reject (single use)\n\
+         \x20 radtest demo 000000 127.0.0.1:{port} 0 testing123       # Access-Reject\n\
+         (radtest is in the freeradius-utils package.) Stop with Ctrl-C.\n",
+        url = sim.url(),
+        listen = listen
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let code = serve(ConfigSource::Embedded(text), &listen).await;
+    sim.stop();
+    code
+}

@@ -1,0 +1,14 @@
+//! `sxs-radiusd` as a library: the RADIUS server that asks SxS, through `common`.
+//!
+//! The per-packet path is: receive → validate ([`packet`], [`auth`], [`clients`]) → dedup
+//! ([`dedup`]) → handle ([`handler`], challenge [`state`]) → encode → send, in [`server`].
+//! It may touch the UDP sockets it is given and SxS (through `common`); nothing else.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod clients;
+pub mod dedup;
+pub mod handler;
+pub mod packet;
+pub mod server;
+pub mod state;
