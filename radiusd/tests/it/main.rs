@@ -1,0 +1,7 @@
+//! End-to-end tests of `sxs-radiusd`: the real binary, the simulator over real HTTP, and
+//! FreeRADIUS's `radclient` as the peer that decides whether we pass.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+mod protocol;
+mod radclient;
