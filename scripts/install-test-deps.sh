@@ -7,6 +7,8 @@ packages=(
   pkg-config libpam0g-dev
   # real peers of the tests
   pamtester freeradius-utils openssh-server openssh-client sudo sshpass expect
+  # the tested VPN example (examples/vpn/openvpn/test.sh)
+  openvpn openvpn-auth-radius openssl iproute2 iputils-ping python3
   # an independent RFC 6238 implementation, and curl for the demo and docs
   oathtool curl
 )

@@ -9,3 +9,5 @@ if [ "$(id -u)" != 0 ]; then
 fi
 scripts/install-test-deps.sh
 cargo test --workspace --all-targets --locked
+# A real OpenVPN server and client through sxs-radiusd (network namespaces, /dev/net/tun).
+SXS_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug" examples/vpn/openvpn/test.sh

@@ -342,8 +342,17 @@ impl Config {
         opts: LoadOptions,
     ) -> Result<Loaded> {
         let builder = if opts.env_overrides {
+            // Only `SXS_SECTION__KEY` variables are overrides; an unrelated `SXS_SOMETHING`
+            // in the environment (a script's own variable) is none of our business.
+            let overrides: config::Map<String, String> = std::env::vars()
+                .filter(|(k, _)| {
+                    k.strip_prefix("SXS_")
+                        .is_some_and(|rest| rest.contains("__"))
+                })
+                .collect();
             builder.add_source(
                 config::Environment::with_prefix("SXS")
+                    .source(Some(overrides))
                     .prefix_separator("_")
                     .separator("__")
                     .try_parsing(true)

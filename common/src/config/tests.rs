@@ -195,8 +195,12 @@ fn environment_overrides_apply_only_when_allowed() {
     std::env::set_var("SXS_SXS__SERVERS", "http://a:1,http://b:2");
     let with = Config::from_toml_str(MIN, "test.toml", LoadOptions::default());
     let without = Config::from_toml_str(MIN, "test.toml", no_env());
+    // A variable that is not SECTION__KEY shaped is not ours.
+    std::env::set_var("SXS_BIN_DIR", "/opt/bin");
+    let unrelated = Config::from_toml_str(MIN, "test.toml", LoadOptions::default());
     std::env::set_var("SXS_SXS__TIMEOUTT", "1s");
     let typo = Config::from_toml_str(MIN, "test.toml", LoadOptions::default());
+    std::env::remove_var("SXS_BIN_DIR");
     std::env::remove_var("SXS_SXS__TIMEOUT");
     std::env::remove_var("SXS_SXS__SERVERS");
     std::env::remove_var("SXS_SXS__TIMEOUTT");
@@ -206,4 +210,5 @@ fn environment_overrides_apply_only_when_allowed() {
     assert_eq!(without.unwrap().sxs.timeout, Duration::from_secs(5));
     let e = typo.unwrap_err().to_string();
     assert!(e.contains("timeoutt"), "{e}");
+    assert_eq!(unrelated.unwrap().sxs.timeout, Duration::from_millis(750));
 }
