@@ -388,10 +388,28 @@ struct Loaded {
 }
 
 fn describe_config_error(e: &config::ConfigError) -> String {
-    let s = e.to_string();
-    // The config crate says "missing field `x`" without the section for nested structs; keep
-    // its text, which already names the key path for type errors.
-    s.replace(" in the configuration", "")
+    redact_secret_lines(&e.to_string())
+}
+
+/// A TOML syntax error quotes the offending line (`3 | secret = "…`); when that line may hold
+/// a secret, the quote is replaced so the secret does not reach a terminal or a log.
+fn redact_secret_lines(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| {
+            let quoted = line.split_once('|').filter(|(num, _)| {
+                let n = num.trim();
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            });
+            match quoted {
+                Some((num, text)) if text.contains("secret") || text.contains("key") => {
+                    format!("{num}| <line not shown: it may hold a secret>")
+                }
+                _ => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 struct Validator<'a> {

@@ -212,3 +212,15 @@ fn environment_overrides_apply_only_when_allowed() {
     assert!(e.contains("timeoutt"), "{e}");
     assert_eq!(unrelated.unwrap().sxs.timeout, Duration::from_millis(750));
 }
+
+#[test]
+fn syntax_errors_do_not_quote_secret_lines() {
+    let text = format!(
+        "{MIN}[[radius.clients]]\nname = \"c\"\naddress = \"127.0.0.1\"\nsecret = \"hunter2-is-my-secret\n"
+    );
+    let e = err_of(&text);
+    assert!(!e.contains("hunter2"), "{e}");
+    assert!(e.contains("line 8"), "{e}");
+    let e = err_of("[sxs]\nservers = [\"http://a\"\norganization_id = \"1\"\n");
+    assert!(e.contains("organization_id = "), "non-secret lines are still quoted: {e}");
+}
