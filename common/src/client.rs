@@ -66,6 +66,8 @@ pub struct SxsClient {
     /// Per server: until when it is tried last, after a connection failure.
     down_until: Mutex<Vec<Option<Instant>>>,
     clock: Arc<dyn Clock>,
+    /// Bounds validateOtp calls in flight (and so connections and file descriptors).
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// Where a request failed, for the failover rule.
@@ -97,6 +99,7 @@ impl SxsClient {
             .connect_timeout(settings.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(settings.max_connections)
             .tcp_nodelay(true);
         if let Some(ca) = &settings.ca_file {
             let pem = std::fs::read(ca).map_err(|source| Error::ReadFile {
@@ -154,6 +157,7 @@ impl SxsClient {
             down_until: Mutex::new(vec![None; settings.servers.len()]),
             settings: settings.clone(),
             clock,
+            in_flight: tokio::sync::Semaphore::new(settings.max_connections),
         })
     }
 
@@ -215,6 +219,13 @@ impl SxsClient {
             &self.settings.application_profile,
         );
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
+        let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
+        else {
+            return Verdict::unavailable(format!(
+                "{} validateOtp calls already in flight (sxs.max_connections) for {:?}",
+                self.settings.max_connections, self.settings.timeout
+            ));
+        };
         let mut not_delivered = Vec::new();
         for index in self.server_order() {
             let Some(base) = self.settings.servers.get(index) else {

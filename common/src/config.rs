@@ -67,6 +67,7 @@ struct RawSxs {
     connect_timeout: Option<String>,
     timeout: Option<String>,
     down_backoff: Option<String>,
+    max_connections: Option<usize>,
     ca_file: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
@@ -172,6 +173,9 @@ pub struct SxsSettings {
     pub timeout: Duration,
     /// How long a server that refused a connection is tried last.
     pub down_backoff: Duration,
+    /// validateOtp calls in flight at once (each holds one HTTP connection); more wait, within
+    /// `timeout`, for a free one.
+    pub max_connections: usize,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
@@ -555,6 +559,10 @@ impl Validator<'_> {
             return Err(self.err("sxs.timeout", "timeouts must be greater than zero"));
         }
         let down_backoff = self.duration("sxs.down_backoff", raw.down_backoff.as_deref(), "30s")?;
+        let max_connections = raw.max_connections.unwrap_or(512);
+        if max_connections == 0 {
+            return Err(self.err("sxs.max_connections", "must be at least 1"));
+        }
         if raw.client_cert.is_some() != raw.client_key.is_some() {
             return Err(self.err(
                 "sxs.client_cert",
@@ -588,6 +596,7 @@ impl Validator<'_> {
             connect_timeout,
             timeout,
             down_backoff,
+            max_connections,
             ca_file: raw.ca_file,
             client_cert: raw.client_cert,
             client_key: raw.client_key,

@@ -222,5 +222,8 @@ fn syntax_errors_do_not_quote_secret_lines() {
     assert!(!e.contains("hunter2"), "{e}");
     assert!(e.contains("line 8"), "{e}");
     let e = err_of("[sxs]\nservers = [\"http://a\"\norganization_id = \"1\"\n");
-    assert!(e.contains("organization_id = "), "non-secret lines are still quoted: {e}");
+    assert!(
+        e.contains("organization_id = "),
+        "non-secret lines are still quoted: {e}"
+    );
 }

@@ -295,3 +295,49 @@ async fn stopped_simulator_is_unavailable() {
     let v = c.validate_otp(&user("alice"), &"123456".into()).await;
     assert_eq!(v.kind(), "unavailable", "{v:?}");
 }
+
+#[tokio::test]
+async fn calls_beyond_max_connections_wait_for_a_free_one() {
+    let sim = sim().await;
+    sim.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let c = std::sync::Arc::new(client(
+        &[sim.url()],
+        "max_connections = 1\ntimeout = \"1s\"\n",
+    ));
+    let start = Instant::now();
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let c = c.clone();
+        calls.push(tokio::spawn(async move {
+            c.validate_otp(&user("bob"), &"000000".into()).await
+        }));
+    }
+    for call in calls {
+        assert_eq!(call.await.unwrap().kind(), "reject");
+    }
+    // One after the other: at least two latencies.
+    assert!(
+        start.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
+    // A third that cannot get a connection within the timeout is unavailable, not sent.
+    let c2 = std::sync::Arc::new(client(
+        &[sim.url()],
+        "max_connections = 1\ntimeout = \"400ms\"\n",
+    ));
+    let (a, b) = {
+        let (x, y) = (c2.clone(), c2.clone());
+        tokio::join!(
+            async move { x.validate_otp(&user("bob"), &"000000".into()).await },
+            async move { y.validate_otp(&user("bob"), &"000000".into()).await }
+        )
+    };
+    let kinds = [a.kind(), b.kind()];
+    assert!(kinds.contains(&"unavailable"), "{a:?} {b:?}");
+    let calls_before = sim.stats().validate_otp;
+    assert!(calls_before <= 4, "{calls_before}");
+}
