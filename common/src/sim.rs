@@ -375,7 +375,10 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
     if let Some(rest) = path.strip_prefix("/sim/") {
         return handle_sim(&state, &method, rest, req).await;
     }
-    // An SxS call: injected faults first.
+    // An SxS call: counted on arrival (a slow answer is still a call), then injected faults.
+    if method == Method::POST && path == "/SxSWS/SxS5Authentication" {
+        state.stats.validate_otp.fetch_add(1, Ordering::Relaxed);
+    }
     let faults = state.take_fault();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
@@ -416,7 +419,6 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
         }
         (&Method::POST, "/SxSWS/SxS5Authentication") => {
             if !state.org_ok(&req) {
-                state.stats.validate_otp.fetch_add(1, Ordering::Relaxed);
                 state.stats.rejects.fetch_add(1, Ordering::Relaxed);
                 return soap_fault("soap:Server", "Organization not found");
             }
@@ -637,7 +639,6 @@ impl SimState {
 
     fn validate_otp(&self, body: &[u8]) -> Resp {
         const W: &str = "validateOtpResponse";
-        self.stats.validate_otp.fetch_add(1, Ordering::Relaxed);
         let reject = |code: &str, message: &str| {
             self.stats.rejects.fetch_add(1, Ordering::Relaxed);
             soap_exception(W, soap::NS_AUTH, code, message)

@@ -322,11 +322,14 @@ impl<H: Handler> Server<H> {
             Action::New => {}
             Action::DropInFlight => {
                 Stats::bump(&self.stats.duplicate_dropped);
+                tracing::debug!(client = client.name, %peer, id = packet.identifier(), "retransmission of a request in flight dropped");
                 return;
             }
             Action::Resend(bytes) => {
                 Stats::bump(&self.stats.duplicate_resent);
-                let _ = socket.try_send_to(&bytes, peer);
+                if let Err(e) = socket.try_send_to(&bytes, peer) {
+                    tracing::warn!(%peer, error = %e, "cannot resend the cached answer");
+                }
                 return;
             }
         }
@@ -368,11 +371,13 @@ impl<H: Handler> Server<H> {
             }
             match bytes {
                 Some(bytes) => {
+                    // Cached before it is sent: a retransmission that crosses the answer on
+                    // the wire must find it, not an entry still "in flight".
+                    me.dedup
+                        .complete(key, &authenticator, bytes.clone(), Instant::now());
                     if let Err(e) = socket.send_to(&bytes, peer).await {
                         tracing::warn!(client = client_name, %peer, error = %e, "send failed");
                     }
-                    me.dedup
-                        .complete(key, &authenticator, bytes, Instant::now());
                 }
                 None => {
                     me.dedup.abandon(key, &authenticator);

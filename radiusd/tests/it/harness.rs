@@ -89,7 +89,7 @@ impl Radiusd {
             .arg(&path)
             .arg("--listen")
             .arg(listen)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,radiusd=debug")
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -2,6 +2,7 @@
 //! FreeRADIUS's `radclient` as the peer that decides whether we pass.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod harness;
 mod protocol;
 mod radclient;

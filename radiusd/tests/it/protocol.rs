@@ -61,7 +61,9 @@ fn retransmission_after_the_answer_gets_the_identical_bytes_and_no_second_sxs_ca
     let packet = verify_response(&first, &auth, SECRET.as_bytes()).expect("valid response");
     assert_eq!(packet.code(), Code::AccessAccept);
     c.send(&req);
-    let second = c.recv().expect("the cached answer");
+    let second = c
+        .recv()
+        .unwrap_or_else(|| panic!("no cached answer:\n{}", r.logs()));
     assert_eq!(first, second);
     assert_eq!(sim.handle.stats().validate_otp, 1);
     // Same identifier, new authenticator: a new request (and here a replayed OTP).

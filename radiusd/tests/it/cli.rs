@@ -1,0 +1,200 @@
+//! The command line: `--check-config` and `--demo`, as the README uses them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+use crate::radclient::radclient;
+
+fn check_config(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sxs.toml");
+    write_config(&path, text);
+    let out = Command::new(env!("CARGO_BIN_EXE_sxs-radiusd"))
+        .arg("--check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_config_reports_and_sets_the_exit_code() {
+    let sim = Sim::start();
+    let (code, out) = check_config(&config_text(&sim.url(), "", None));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is valid"), "{out}");
+    assert!(out.contains("client local: 127.0.0.1/32"), "{out}");
+    assert!(out.contains("ok   auth root"), "{out}");
+    // SxS down: the file is fine, the report says DOWN, exit 1.
+    let url = sim.url();
+    sim.handle.stop();
+    let (code, out) = check_config(&config_text(&url, "", None));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DOWN auth root"), "{out}");
+    // A bad key: exit 1 with the key and the file named.
+    let (code, out) = check_config(&config_text(&url, "mode = \"chalenge\"", None));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: ") && out.contains("`radius.mode`") && out.contains("sxs.toml"),
+        "{out}"
+    );
+}
+
+/// The README's first command works as printed: the demo's own instructions give an Accept.
+#[test]
+fn demo_prints_instructions_that_work() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sxs-radiusd"))
+        .args(["--demo", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut text = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("demo ended early:\n{text}");
+        }
+        text.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("sxs-radiusd listening on ") {
+            break a.to_string();
+        }
+    };
+    let sim_url = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SxS simulator:"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("simulator URL printed")
+        .to_string();
+    assert!(
+        text.contains("testing123") && text.contains("radtest demo"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("curl -s {sim_url}/sim/otp/demo")),
+        "{text}"
+    );
+    let otp = Command::new("curl")
+        .args(["-s", &format!("{sim_url}/sim/otp/demo")])
+        .output()
+        .unwrap();
+    let otp = String::from_utf8_lossy(&otp.stdout).trim().to_string();
+    assert_eq!(otp.len(), 6, "{otp:?}");
+    let radtest = Command::new("radtest")
+        .args(["demo", &otp, &addr, "0", "testing123"])
+        .output()
+        .unwrap();
+    let r = String::from_utf8_lossy(&radtest.stdout);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(r.contains("Received Access-Accept"), "{r}");
+}
+
+#[test]
+fn over_max_in_flight_is_dropped_not_queued() {
+    let sim = Sim::start();
+    sim.handle.set_faults(common::sim::Faults {
+        latency_ms: 1_500,
+        ..Default::default()
+    });
+    let r = Radiusd::start(
+        &config_text(&sim.url(), "max_in_flight = 1", None),
+        "127.0.0.1:0",
+    );
+    let target = r.target();
+    let t = target.clone();
+    let first = std::thread::spawn(move || {
+        radclient(
+            &t,
+            "auth",
+            SECRET,
+            "User-Name = \"alice\"\nUser-Password = \"000000\"\nMessage-Authenticator = 0x00\n",
+        )
+    });
+    for _ in 0..200 {
+        if sim.handle.stats().validate_otp == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = crate::radclient::radclient_opts(
+        &target,
+        "auth",
+        SECRET,
+        "User-Name = \"bob\"\nUser-Password = \"000000\"\nMessage-Authenticator = 0x00\n",
+        &["-t", "0.5", "-r", "1"],
+    );
+    assert_eq!(second.code, None, "{}", second.output);
+    assert_eq!(first.join().unwrap().code.as_deref(), Some("Access-Reject"));
+    assert_eq!(sim.handle.stats().validate_otp, 1);
+    assert!(
+        r.logs().contains("max_in_flight reached"),
+        "{}\n{}",
+        r.logs(),
+        second.output
+    );
+}
+
+#[test]
+fn limit_proxy_state_drops_proxy_state_without_message_authenticator() {
+    let sim = Sim::start();
+    let clients = format!(
+        "[[radius.clients]]\nname = \"proxy\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nrequire_message_authenticator = false\nlimit_proxy_state = true\n"
+    );
+    let r = Radiusd::start(&config_text(&sim.url(), "", Some(&clients)), "127.0.0.1:0");
+    let otp = sim.otp("alice");
+    let reply = radclient(
+        &r.target(),
+        "auth",
+        SECRET,
+        &format!("User-Name = \"alice\"\nUser-Password = \"{otp}\"\nProxy-State = 0x01\n"),
+    );
+    assert_eq!(reply.code, None, "{}", reply.output);
+    // With Message-Authenticator it goes through, Proxy-State echoed.
+    let reply = radclient(
+        &r.target(),
+        "auth",
+        SECRET,
+        &format!("User-Name = \"alice\"\nUser-Password = \"{otp}\"\nProxy-State = 0x01\nMessage-Authenticator = 0x00\n"),
+    );
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Accept"),
+        "{}",
+        reply.output
+    );
+    assert_eq!(
+        reply.attr("Proxy-State").as_deref(),
+        Some("0x01"),
+        "{}",
+        reply.output
+    );
+    // Without Proxy-State, a client that does not require it may omit Message-Authenticator.
+    sim.handle.advance_time(30);
+    let reply = radclient(
+        &r.target(),
+        "auth",
+        SECRET,
+        &format!(
+            "User-Name = \"alice\"\nUser-Password = \"{}\"\n",
+            sim.otp("alice")
+        ),
+    );
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Accept"),
+        "{}",
+        reply.output
+    );
+}
