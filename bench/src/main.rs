@@ -41,6 +41,9 @@ enum Cmd {
         /// Latency the simulator adds to each validateOtp.
         #[arg(long, default_value_t = 0)]
         sxs_latency_ms: u64,
+        /// `sxs.max_connections` of the server under test.
+        #[arg(long, default_value_t = 512)]
+        sxs_max_connections: usize,
         /// The sxs-radiusd binary (default: next to this one).
         #[arg(long)]
         radiusd: Option<PathBuf>,
@@ -67,8 +70,15 @@ fn main() {
             in_flight,
             seconds,
             sxs_latency_ms,
+            sxs_max_connections,
             radiusd,
-        } => rt.block_on(radius(in_flight, seconds, sxs_latency_ms, radiusd)),
+        } => rt.block_on(radius(
+            in_flight,
+            seconds,
+            sxs_latency_ms,
+            sxs_max_connections,
+            radiusd,
+        )),
         Cmd::Sim {
             concurrency,
             seconds,
@@ -168,7 +178,13 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn radius(in_flight: usize, seconds: u64, latency_ms: u64, radiusd: Option<PathBuf>) {
+async fn radius(
+    in_flight: usize,
+    seconds: u64,
+    latency_ms: u64,
+    max_connections: usize,
+    radiusd: Option<PathBuf>,
+) {
     let sim = Arc::new(start_sim().await);
     if latency_ms > 0 {
         sim.set_faults(Faults {
@@ -183,7 +199,7 @@ async fn radius(in_flight: usize, seconds: u64, latency_ms: u64, radiusd: Option
     let mut f = std::fs::File::create(&config).unwrap();
     write!(
         f,
-        "[sxs]\nservers = [\"{}\"]\norganization_id = \"1\"\ntimeout = \"10s\"\n[radius]\nreject_delay = \"0s\"\nmax_in_flight = {max}\n[[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n",
+        "[sxs]\nservers = [\"{}\"]\norganization_id = \"1\"\ntimeout = \"10s\"\nmax_connections = {max_connections}\n[radius]\nreject_delay = \"0s\"\nmax_in_flight = {max}\n[[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n",
         sim.url()
     )
     .unwrap();
@@ -265,7 +281,7 @@ async fn radius(in_flight: usize, seconds: u64, latency_ms: u64, radiusd: Option
     let _ = std::fs::remove_dir_all(&dir);
     latencies.sort_unstable();
     println!(
-        "radius: {in_flight} in flight, SxS latency {latency_ms} ms, {elapsed:.1} s: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms; {accepts} accepts, {others} other answers, {lost} lost; sxs-radiusd peak RSS {} MiB",
+        "radius: {in_flight} in flight, SxS latency {latency_ms} ms, sxs.max_connections {max_connections}, {elapsed:.1} s: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms; {accepts} accepts, {others} other answers, {lost} lost; sxs-radiusd peak RSS {} MiB",
         latencies.len() as f64 / elapsed,
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
