@@ -6,7 +6,7 @@ packages=(
   # build
   pkg-config libpam0g-dev
   # real peers of the tests
-  pamtester freeradius-utils openssh-server openssh-client sudo sshpass expect
+  pamtester bubblewrap freeradius-utils openssh-server openssh-client sudo sshpass binutils
   # the tested VPN example (examples/vpn/openvpn/test.sh)
   openvpn openvpn-auth-radius openssl iproute2 iputils-ping python3
   # an independent RFC 6238 implementation, and curl for the demo and docs

@@ -92,8 +92,17 @@ impl SxsClient {
         let value = HeaderValue::from_str(&settings.organization_id)
             .map_err(|e| Error::HttpClient(format!("sxs.organization_id: {e}")))?;
         headers.insert(name, value);
+        // Loading the system's ~150 CA certificates costs milliseconds: skip it when no
+        // https URL is configured or `ca_file` replaces them (the PAM module builds a client
+        // per authentication).
+        let https = settings
+            .servers
+            .iter()
+            .chain(settings.admin_url.iter())
+            .any(|u| u.scheme() == "https");
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
+            .tls_built_in_root_certs(https && settings.ca_file.is_none())
             .default_headers(headers)
             .user_agent(concat!("sxs-auth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.connect_timeout)

@@ -243,10 +243,7 @@ pub fn authenticate<P: Pam, B: Backend>(
             match Session::new(verifier) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    pam.log(
-                        Level::Err,
-                        &format!("cannot start the async runtime: {e}"),
-                    );
+                    pam.log(Level::Err, &format!("cannot start the async runtime: {e}"));
                     return PamCode::SystemErr;
                 }
             }

@@ -128,7 +128,12 @@ impl Visit for LineVisitor {
         if field.name() == "message" {
             self.0.insert_str(0, &format!("{value:?}"));
         } else {
-            let _ = write!(self.0, " {}={}", field.name(), self::field(&format!("{value:?}")));
+            let _ = write!(
+                self.0,
+                " {}={}",
+                field.name(),
+                self::field(&format!("{value:?}"))
+            );
         }
     }
 }
