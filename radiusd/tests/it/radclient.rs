@@ -290,22 +290,24 @@ fn challenge_round_trip_forged_and_expired_state() {
     );
     // Expired: signed with the right key, for the right user and client, but in the past.
     let signer = radiusd::state::StateSigner::new(STATE_KEY.as_bytes()).unwrap();
-    let long_ago = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
-        - 3600;
-    let expired = signer
-        .issue(
-            b"dave",
-            b"local",
-            long_ago,
-            Duration::from_secs(120),
-            &mut rand::rng(),
-        )
-        .unwrap();
-    let hex: String = expired.iter().map(|b| format!("{b:02x}")).collect();
-    let reply = with_state("dave", &sim.otp("dave"), &format!("0x{hex}"));
+        .as_secs();
+    let state_at = |issued: u64| {
+        let state = signer
+            .issue(
+                b"dave",
+                b"local",
+                issued,
+                Duration::from_secs(120),
+                &mut rand::rng(),
+            )
+            .unwrap();
+        let hex: String = state.iter().map(|b| format!("{b:02x}")).collect();
+        format!("0x{hex}")
+    };
+    let reply = with_state("dave", &sim.otp("dave"), &state_at(now - 3600));
     assert_eq!(
         reply.code.as_deref(),
         Some("Access-Reject"),
@@ -313,25 +315,14 @@ fn challenge_round_trip_forged_and_expired_state() {
         reply.output
     );
     // The same construction, fresh, is accepted: the test's State is the server's format.
-    let now = long_ago + 3600;
-    let fresh = signer
-        .issue(
-            b"dave",
-            b"local",
-            now,
-            Duration::from_secs(120),
-            &mut rand::rng(),
-        )
-        .unwrap();
-    let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-    let reply = with_state("dave", &sim.otp("dave"), &format!("0x{hex}"));
+    let reply = with_state("dave", &sim.otp("dave"), &state_at(now));
     assert_eq!(
         reply.code.as_deref(),
         Some("Access-Accept"),
         "{}",
         reply.output
     );
-    // Only two OTPs were ever checked by SxS: bob's and forged/expired never reached it.
+    // Only alice's and dave's valid States reached SxS; the others were refused before it.
     assert_eq!(sim.handle.stats().validate_otp, 2);
 }
 
