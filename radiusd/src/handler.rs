@@ -103,7 +103,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         let identity = match self.mapper.map(login) {
             Mapping::Invalid { .. } => return outcome(Reply::Reject, login, "invalid-user-name"),
             Mapping::NotInTokenMap { user } => {
-                if self.policy.is_exempt(&user) {
+                if self.is_exempt(&user).await {
                     return outcome(Reply::Accept, &user, "exempt");
                 }
                 let d = self.policy.decide_unenrolled();
@@ -112,7 +112,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             Mapping::Known(identity) => identity,
         };
         let user = identity.user.clone();
-        if self.policy.is_exempt(&user) {
+        if self.is_exempt(&user).await {
             return outcome(Reply::Accept, &user, "exempt");
         }
         match (self.mode, &request.state) {
@@ -160,6 +160,18 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             verdict: Some(verdict),
             sxs_latency: Some(latency),
         }
+    }
+
+    /// `exempt_groups` needs the system's user database (NSS: files, sssd, LDAP…), which can
+    /// block: off the async workers then.
+    async fn is_exempt(&self, user: &str) -> bool {
+        if self.policy.exempt_groups.is_empty() {
+            return self.policy.is_exempt(user);
+        }
+        let (policy, user) = (self.policy.clone(), user.to_string());
+        tokio::task::spawn_blocking(move || policy.is_exempt(&user))
+            .await
+            .unwrap_or(false)
     }
 
     fn challenge(&self, user: &str, client: &str) -> Outcome {
