@@ -8,7 +8,7 @@ packages=(
   # real peers of the tests
   pamtester bubblewrap freeradius-utils openssh-server openssh-client sudo sshpass binutils
   # the tested VPN example (examples/vpn/openvpn/test.sh)
-  openvpn openvpn-auth-radius openssl iproute2 iputils-ping python3
+  openvpn openvpn-auth-radius openssl iproute2 iputils-ping
   # an independent RFC 6238 implementation, and curl for the demo and docs
   oathtool curl
 )

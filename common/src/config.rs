@@ -110,6 +110,8 @@ struct RawRadius {
     reject_message: Option<String>,
     reject_delay: Option<String>,
     #[serde(default)]
+    accounting: bool,
+    #[serde(default)]
     clients: Vec<RawRadiusClient>,
 }
 
@@ -251,6 +253,8 @@ pub struct RadiusSettings {
     pub max_in_flight: usize,
     pub reject_message: String,
     pub reject_delay: Duration,
+    /// Answer Accounting-Request with Accounting-Response (and keep nothing).
+    pub accounting: bool,
     pub clients: Vec<RadiusClient>,
 }
 
@@ -763,6 +767,7 @@ impl Validator<'_> {
                 raw.reject_delay.as_deref(),
                 "1s",
             )?,
+            accounting: raw.accounting,
             clients,
         })
     }

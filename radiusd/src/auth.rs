@@ -31,6 +31,11 @@ pub enum AuthError {
     /// The Message-Authenticator does not match.
     #[error("Message-Authenticator does not match (wrong shared secret or altered packet)")]
     BadMessageAuthenticator,
+    /// The Request Authenticator of an Accounting-Request does not match (RFC 2866 §3).
+    #[error(
+        "Accounting-Request authenticator does not match (wrong shared secret or altered packet)"
+    )]
+    BadAccountingAuthenticator,
     /// The Response Authenticator does not match.
     #[error(
         "Response Authenticator does not match (wrong shared secret, other request, or altered packet)"
@@ -123,6 +128,24 @@ pub fn verify_message_authenticator(packet: &Packet, secret: &[u8]) -> Result<()
         Ok(())
     } else {
         Err(AuthError::BadMessageAuthenticator)
+    }
+}
+
+/// Checks an Accounting-Request's Request Authenticator (RFC 2866 §3): MD5 over the packet
+/// with the authenticator field zeroed, followed by the shared secret. It authenticates the
+/// whole packet, so nothing else is needed to trust it.
+pub fn verify_accounting_request(packet: &Packet, secret: &[u8]) -> Result<(), AuthError> {
+    let raw = packet.raw();
+    let mut h = Md5::new();
+    h.update(raw.get(..4).unwrap_or(&[]));
+    h.update([0u8; AUTHENTICATOR_LEN]);
+    h.update(raw.get(HEADER_LEN..).unwrap_or(&[]));
+    h.update(secret);
+    let expected = h.finalize();
+    if ct_eq(expected.as_slice(), packet.authenticator()) {
+        Ok(())
+    } else {
+        Err(AuthError::BadAccountingAuthenticator)
     }
 }
 

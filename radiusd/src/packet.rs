@@ -40,6 +40,8 @@ pub mod attr {
     pub const SERVICE_TYPE: u8 = 6;
     /// Reply-Message, text shown to the user (RFC 2865 §5.18).
     pub const REPLY_MESSAGE: u8 = 18;
+    /// Acct-Status-Type (RFC 2866 §5.1): 1 Start, 2 Stop, 3 Interim-Update.
+    pub const ACCT_STATUS_TYPE: u8 = 40;
     /// State, echoed back by the client after an Access-Challenge (RFC 2865 §5.24).
     pub const STATE: u8 = 24;
     /// Class (RFC 2865 §5.25).
@@ -184,6 +186,8 @@ pub enum ResponseCode {
     AccessReject,
     /// Access-Challenge (11).
     AccessChallenge,
+    /// Accounting-Response (5), when `radius.accounting` is on.
+    AccountingResponse,
 }
 
 impl ResponseCode {
@@ -193,6 +197,7 @@ impl ResponseCode {
             Self::AccessAccept => Code::AccessAccept,
             Self::AccessReject => Code::AccessReject,
             Self::AccessChallenge => Code::AccessChallenge,
+            Self::AccountingResponse => Code::AccountingResponse,
         }
     }
 }
@@ -550,7 +555,10 @@ impl Packet {
     /// [`crate::auth::verify_message_authenticator`].
     pub fn parse(datagram: &[u8]) -> Result<Self, PacketError> {
         Self::parse_with(datagram, |code| {
-            matches!(code, Code::AccessRequest | Code::StatusServer)
+            matches!(
+                code,
+                Code::AccessRequest | Code::StatusServer | Code::AccountingRequest
+            )
         })
     }
 
@@ -853,11 +861,14 @@ pub fn encode_response(
     attributes: &[(u8, &[u8])],
     secret: &[u8],
 ) -> Result<Vec<u8>, EncodeError> {
+    // An Accounting-Response carries none: RFC 2866 does not call for it, and implementations
+    // compute it differently for accounting (FreeRADIUS zeroes the authenticator field).
+    let with_message_authenticator = code != ResponseCode::AccountingResponse;
     let (mut out, ma_offset) = assemble(
         code.code(),
         identifier,
         request_authenticator,
-        true,
+        with_message_authenticator,
         attributes,
     )?;
     if let Some(at) = ma_offset {
@@ -1074,7 +1085,7 @@ mod tests {
         for (code, name) in [
             (2u8, "Access-Accept"),
             (3, "Access-Reject"),
-            (4, "Accounting-Request"),
+            (5, "Accounting-Response"),
             (11, "Access-Challenge"),
             (13, "Status-Client"),
             (43, "CoA-Request"),
@@ -1088,11 +1099,11 @@ mod tests {
         }
         assert_eq!(
             PacketError::UnsupportedCode {
-                code: 4,
-                name: "Accounting-Request"
+                code: 5,
+                name: "Accounting-Response"
             }
             .to_string(),
-            "packet code 4 (Accounting-Request) is not accepted here"
+            "packet code 5 (Accounting-Response) is not accepted here"
         );
         for v in 0..=255u8 {
             if let Some(c) = Code::from_u8(v) {

@@ -43,6 +43,7 @@ pub struct Stats {
     pub rejects: AtomicU64,
     pub challenges: AtomicU64,
     pub status_server: AtomicU64,
+    pub accounting: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -59,6 +60,7 @@ pub struct StatsSnapshot {
     pub rejects: u64,
     pub challenges: u64,
     pub status_server: u64,
+    pub accounting: u64,
 }
 
 impl Stats {
@@ -80,6 +82,7 @@ impl Stats {
             rejects: g(&self.rejects),
             challenges: g(&self.challenges),
             status_server: g(&self.status_server),
+            accounting: g(&self.accounting),
         }
     }
 }
@@ -271,6 +274,10 @@ impl<H: Handler> Server<H> {
             }
         };
         let secret = client.secret.expose();
+        if packet.code() == Code::AccountingRequest {
+            self.answer_accounting(&rt, socket, peer, &packet, client);
+            return;
+        }
         if let Err(e) =
             auth::check_message_authenticator(&packet, secret, client.require_message_authenticator)
         {
@@ -386,6 +393,63 @@ impl<H: Handler> Server<H> {
             log_decision(&client_name, &outcome, received.elapsed());
             drop(permit);
         });
+    }
+
+    /// `radius.accounting`: an authentic Accounting-Request gets an Accounting-Response and
+    /// nothing is kept. Otherwise accounting is dropped.
+    fn answer_accounting(
+        &self,
+        rt: &Runtime<H>,
+        socket: &UdpSocket,
+        peer: SocketAddr,
+        packet: &Packet,
+        client: &common::config::RadiusClient,
+    ) {
+        Stats::bump(&self.stats.accounting);
+        if !rt.settings.accounting {
+            tracing::debug!(client = client.name, %peer, "Accounting-Request dropped (radius.accounting is off)");
+            return;
+        }
+        let secret = client.secret.expose();
+        if let Err(e) = auth::verify_accounting_request(packet, secret) {
+            Stats::bump(&self.stats.bad_authenticator);
+            tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e, "Accounting-Request dropped");
+            return;
+        }
+        match crate::packet::encode_response_to(
+            packet,
+            ResponseCode::AccountingResponse,
+            &[],
+            secret,
+        ) {
+            Ok(bytes) => {
+                let _ = socket.try_send_to(&bytes, peer);
+                let status = packet
+                    .first(attr::ACCT_STATUS_TYPE)
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(u32::from_be_bytes);
+                let status = match status {
+                    Some(1) => "Start",
+                    Some(2) => "Stop",
+                    Some(3) => "Interim-Update",
+                    Some(7) => "Accounting-On",
+                    Some(8) => "Accounting-Off",
+                    _ => "other",
+                };
+                let user = packet
+                    .user_name()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let user: &str = &user;
+                tracing::info!(
+                    client = client.name,
+                    user,
+                    status,
+                    "accounting answered (nothing kept)"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode an Accounting-Response"),
+        }
     }
 
     /// Encode: the reply with Message-Authenticator first and Proxy-State copied back.

@@ -568,3 +568,31 @@ fn sigterm_answers_requests_in_flight_before_exiting() {
     assert!(status.success(), "{status:?}");
     assert!(r.logs().contains("stopped"), "{}", r.logs());
 }
+
+#[test]
+fn accounting_is_answered_only_when_enabled_and_authentic() {
+    let sim = Sim::start();
+    let acct = "Acct-Status-Type = Start\nAcct-Session-Id = \"s1\"\nUser-Name = \"alice\"\n";
+    let off = Radiusd::start(&config_text(&sim.url(), "", None), "127.0.0.1:0");
+    let reply = radclient(&off.target(), "acct", SECRET, acct);
+    assert_eq!(reply.code, None, "{}", reply.output);
+    let on = Radiusd::start(
+        &config_text(&sim.url(), "accounting = true", None),
+        "127.0.0.1:0",
+    );
+    let reply = radclient(&on.target(), "acct", SECRET, acct);
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        reply.output
+    );
+    let reply = radclient(&on.target(), "acct", "not-the-secret", acct);
+    assert_eq!(reply.code, None, "{}", reply.output);
+    assert!(
+        on.logs().contains("Accounting-Request dropped"),
+        "{}",
+        on.logs()
+    );
+    assert_eq!(sim.handle.stats().validate_otp, 0);
+}
