@@ -130,8 +130,8 @@ fn accept_with_the_current_otp_and_reject_a_wrong_or_replayed_one() {
         reply.output
     );
     // The log has the decision and never the OTP.
+    r.wait_for_log("reply=\"accept\"");
     let logs = r.logs();
-    assert!(logs.contains("reply=\"accept\""), "{logs}");
     assert!(!logs.contains(&otp), "the OTP reached the log:\n{logs}");
 }
 
@@ -424,7 +424,7 @@ fn ipv6_listen() {
         "{}",
         reply.output
     );
-    assert!(r.logs().contains("client=\"local6\""), "{}", r.logs());
+    r.wait_for_log("client=\"local6\"");
 }
 
 #[test]
@@ -440,11 +440,7 @@ fn sxs_down_rejects_under_secure_and_accepts_under_safe() {
         "{}",
         reply.output
     );
-    assert!(
-        secure.logs().contains("deny-unavailable"),
-        "{}",
-        secure.logs()
-    );
+    secure.wait_for_log("deny-unavailable");
     let text = config_text(&url, "", None).replacen(
         "[radius]",
         "[policy]\nfailmode = \"safe\"\n[radius]",
@@ -458,11 +454,7 @@ fn sxs_down_rejects_under_secure_and_accepts_under_safe() {
         "{}",
         reply.output
     );
-    assert!(
-        safe.logs().contains("WITHOUT a second factor"),
-        "{}",
-        safe.logs()
-    );
+    safe.wait_for_log("WITHOUT a second factor");
 }
 
 #[test]
@@ -566,7 +558,7 @@ fn sigterm_answers_requests_in_flight_before_exiting() {
     );
     let status = r.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    assert!(r.logs().contains("stopped"), "{}", r.logs());
+    r.wait_for_log("stopped");
 }
 
 #[test]
