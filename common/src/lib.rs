@@ -12,6 +12,7 @@ pub mod codes;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod method;
 pub mod policy;
 pub mod secret;
 #[cfg(feature = "sim")]
@@ -24,6 +25,7 @@ pub use client::{SxsClient, Verifier};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use identity::{Identity, IdentityMapper, Mapping};
+pub use method::{Method, Methods};
 pub use policy::Decision;
 pub use secret::{Otp, Secret};
 pub use verdict::Verdict;

@@ -135,9 +135,17 @@ impl<V: Verifier + 'static> SxsHandler<V> {
                     ),
                     Err(_) => return outcome(Reply::Reject, &user, "state-cache-poisoned"),
                 };
-                if let Err(e) = redeemed {
-                    tracing::info!(user, client = request.client, error = %e, "challenge State refused");
-                    return outcome(Reply::Reject, &user, "bad-state");
+                match redeemed {
+                    Ok(nonce) if nonce.context() == crate::state::Context::OTP => {}
+                    Ok(nonce) => {
+                        tracing::info!(user, client = request.client, context = ?nonce.context(),
+                            "challenge State was issued for another purpose");
+                        return outcome(Reply::Reject, &user, "bad-state");
+                    }
+                    Err(e) => {
+                        tracing::info!(user, client = request.client, error = %e, "challenge State refused");
+                        return outcome(Reply::Reject, &user, "bad-state");
+                    }
                 }
             }
             (RadiusMode::Otp, None) => {}
@@ -180,6 +188,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         };
         let now = self.clock.now_unix();
         match signer.issue(
+            crate::state::Context::OTP,
             user.as_bytes(),
             client.as_bytes(),
             now,

@@ -7,10 +7,16 @@
 //! was issued for. Any instance with the key can then verify it. Replay is refused per
 //! instance by [`UsedStates`].
 //!
-//! Wire layout (41 octets, fits the 253-octet attribute):
-//! `version (1) ‖ expiry unix seconds (8, big-endian) ‖ nonce (16) ‖ tag (16)`, where
-//! `tag = HMAC-SHA256(key, version ‖ expiry ‖ nonce ‖ len(user) ‖ user ‖ len(client) ‖ client)`
-//! truncated to 16 octets, lengths as 8-octet big-endian integers.
+//! Wire layout (42 octets, fits the 253-octet attribute):
+//! `version (1) ‖ context (1) ‖ expiry unix seconds (8, big-endian) ‖ nonce (16) ‖ tag (16)`,
+//! where `tag = HMAC-SHA256(key, version ‖ context ‖ expiry ‖ nonce ‖ len(user) ‖ user ‖
+//! len(client) ‖ client)` truncated to 16 octets, lengths as 8-octet big-endian integers.
+//!
+//! The signed *context* says what the challenge is for: which [`Method`] the follow-up answers
+//! (a typed OTP, an SMS code that was sent, a MAC over a shown input) and whether a first factor
+//! (a directory password) already passed. A State issued for one purpose cannot be used for
+//! another. The MAC input shown for a `mac` challenge is derived from the State's nonce under the
+//! key ([`StateSigner::mac_input`]), so it need not be carried and cannot be swapped.
 //!
 //! Time (`now_unix`) and randomness (`rng`) are parameters so tests control them.
 
@@ -18,6 +24,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::time::Duration;
 
+use common::Method;
 use hmac::{Hmac, Mac};
 use rand::CryptoRng;
 use sha2::Sha256;
@@ -28,7 +35,7 @@ use zeroize::Zeroizing;
 type HmacSha256 = Hmac<Sha256>;
 
 /// Format version; a change of layout or MAC input gets a new number.
-pub const STATE_VERSION: u8 = 1;
+pub const STATE_VERSION: u8 = 2;
 /// Shortest key accepted: 128 bits.
 pub const MIN_KEY_LEN: usize = 16;
 /// Length of the random nonce.
@@ -36,7 +43,45 @@ pub const NONCE_LEN: usize = 16;
 /// Length of the truncated HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 16;
 /// Length of an issued State.
-pub const STATE_LEN: usize = 1 + 8 + NONCE_LEN + TAG_LEN;
+pub const STATE_LEN: usize = 2 + 8 + NONCE_LEN + TAG_LEN;
+/// Digits in a MAC input shown for dynamic linking.
+pub const MAC_INPUT_DIGITS: usize = 8;
+
+/// What a challenge is for; signed into the State.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Context {
+    /// The method the follow-up answers.
+    pub method: Method,
+    /// Whether the first factor (a directory password) has already passed.
+    pub first_factor: bool,
+}
+
+impl Context {
+    /// A challenge for a typed OTP, nothing else passed yet.
+    pub const OTP: Context = Context {
+        method: Method::Otp,
+        first_factor: false,
+    };
+
+    /// A challenge for `method`.
+    pub fn new(method: Method) -> Self {
+        Self {
+            method,
+            first_factor: false,
+        }
+    }
+
+    fn to_byte(self) -> u8 {
+        self.method.code() | if self.first_factor { 0x80 } else { 0 }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(Self {
+            method: Method::from_code(b & 0x7f)?,
+            first_factor: b & 0x80 != 0,
+        })
+    }
+}
 
 /// Why a State key was refused or a State was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -84,11 +129,13 @@ pub enum StateError {
     },
 }
 
-/// The identity of one verified State: its nonce and expiry, what [`UsedStates`] remembers.
+/// The identity of one verified State: its nonce and expiry, what [`UsedStates`] remembers,
+/// and the context it was issued with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Nonce {
     value: [u8; NONCE_LEN],
     expires_at: u64,
+    context: Context,
 }
 
 impl Nonce {
@@ -100,6 +147,11 @@ impl Nonce {
     /// When the State stops being valid, unix seconds; until then it must stay remembered.
     pub fn expires_at(&self) -> u64 {
         self.expires_at
+    }
+
+    /// What the State was issued for.
+    pub fn context(&self) -> Context {
+        self.context
     }
 }
 
@@ -136,6 +188,7 @@ impl StateSigner {
 
     fn tag(
         &self,
+        context: u8,
         expires_at: u64,
         nonce: &[u8; NONCE_LEN],
         user: &[u8],
@@ -143,7 +196,7 @@ impl StateSigner {
     ) -> Option<[u8; TAG_LEN]> {
         // HMAC accepts any key length, so this never fails; callers treat None as a failure.
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.key).ok()?;
-        mac.update(&[STATE_VERSION]);
+        mac.update(&[STATE_VERSION, context]);
         mac.update(&expires_at.to_be_bytes());
         mac.update(nonce);
         update_prefixed(&mut mac, user);
@@ -154,13 +207,14 @@ impl StateSigner {
         Some(tag)
     }
 
-    /// A new State for `user` at `client`, valid until `now_unix + ttl` (whole seconds)
-    /// inclusive. `rng` must be a cryptographic RNG (`rand::rng()` in the server).
+    /// A new State for `user` at `client` with `context`, valid until `now_unix + ttl` (whole
+    /// seconds) inclusive. `rng` must be a cryptographic RNG (`rand::rng()` in the server).
     ///
     /// Fails only with [`StateError::HmacUnavailable`], which cannot happen; the `Result` keeps
     /// that path panic-free.
     pub fn issue<R: CryptoRng + ?Sized>(
         &self,
+        context: Context,
         user: &[u8],
         client: &[u8],
         now_unix: u64,
@@ -171,10 +225,11 @@ impl StateSigner {
         let mut nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut nonce);
         let tag = self
-            .tag(expires_at, &nonce, user, client)
+            .tag(context.to_byte(), expires_at, &nonce, user, client)
             .ok_or(StateError::HmacUnavailable)?;
         let mut out = Vec::with_capacity(STATE_LEN);
         out.push(STATE_VERSION);
+        out.push(context.to_byte());
         out.extend_from_slice(&expires_at.to_be_bytes());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&tag);
@@ -197,11 +252,12 @@ impl StateSigner {
                 reason: "wrong length",
             });
         }
-        let (Some(&version), Some(expiry), Some(nonce), Some(tag)) = (
+        let (Some(&version), Some(&context), Some(expiry), Some(nonce), Some(tag)) = (
             state.first(),
-            state.get(1..9),
-            state.get(9..9 + NONCE_LEN),
-            state.get(9 + NONCE_LEN..STATE_LEN),
+            state.get(1),
+            state.get(2..10),
+            state.get(10..10 + NONCE_LEN),
+            state.get(10 + NONCE_LEN..STATE_LEN),
         ) else {
             return Err(StateError::Malformed {
                 reason: "wrong length",
@@ -218,18 +274,54 @@ impl StateSigner {
         let mut value = [0u8; NONCE_LEN];
         value.copy_from_slice(nonce);
         let expected = self
-            .tag(expires_at, &value, user, client)
+            .tag(context, expires_at, &value, user, client)
             .ok_or(StateError::BadSignature)?;
         if !bool::from(expected.ct_eq(tag)) {
             return Err(StateError::BadSignature);
         }
+        // Signed by us, so a context we cannot read is from a newer version of this server.
+        let context = Context::from_byte(context).ok_or(StateError::Malformed {
+            reason: "unknown context",
+        })?;
         if now_unix > expires_at {
             return Err(StateError::Expired {
                 expires_at,
                 now: now_unix,
             });
         }
-        Ok(Nonce { value, expires_at })
+        Ok(Nonce {
+            value,
+            expires_at,
+            context,
+        })
+    }
+
+    /// The MAC input shown to the user for the `mac` challenge whose State has `nonce`:
+    /// [`MAC_INPUT_DIGITS`] decimal digits derived from the nonce, user and client under the
+    /// key, so the follow-up recomputes it and a MAC made for another challenge does not fit.
+    pub fn mac_input(&self, nonce: &[u8; NONCE_LEN], user: &[u8], client: &[u8]) -> String {
+        let Ok(mut mac) = <HmacSha256 as Mac>::new_from_slice(&self.key) else {
+            return String::new();
+        };
+        mac.update(b"sxs-auth mac-input v1");
+        mac.update(nonce);
+        update_prefixed(&mut mac, user);
+        update_prefixed(&mut mac, client);
+        let full = mac.finalize().into_bytes();
+        let mut n = [0u8; 8];
+        if let Some(head) = full.get(..8) {
+            n.copy_from_slice(head);
+        }
+        let value = u64::from_be_bytes(n) % 10u64.pow(MAC_INPUT_DIGITS as u32);
+        format!("{value:0width$}", width = MAC_INPUT_DIGITS)
+    }
+
+    /// The nonce inside an issued (or received) State, unverified; for [`StateSigner::mac_input`]
+    /// right after [`StateSigner::issue`].
+    pub fn nonce_of(state: &[u8]) -> Option<[u8; NONCE_LEN]> {
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(state.get(10..10 + NONCE_LEN)?);
+        Some(n)
     }
 
     /// [`StateSigner::verify`] then [`UsedStates::redeem`]: the one call the request handler
@@ -353,19 +445,21 @@ mod tests {
     #[test]
     fn round_trip() {
         let s = signer();
-        let st = s.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         assert_eq!(st.len(), STATE_LEN);
         assert_eq!(st[0], STATE_VERSION);
         let n = s.verify(&st, b"alice", b"vpn", NOW + 5).unwrap();
         assert_eq!(n.expires_at(), NOW + 120);
-        assert_eq!(n.value(), &st[9..25]);
+        assert_eq!(n.value(), &st[10..26]);
         // Valid through the expiry second, not after.
         assert!(s.verify(&st, b"alice", b"vpn", NOW + 120).is_ok());
     }
 
     #[test]
     fn known_answer_pins_the_format() {
-        // python3: hmac.new(KEY, b"\x01" + (NOW+120).to_bytes(8,"big") + bytes(range(16))
+        // python3: hmac.new(KEY, b"\x02\x00" + (NOW+120).to_bytes(8,"big") + bytes(range(16))
         //   + (5).to_bytes(8,"big") + b"alice" + (3).to_bytes(8,"big") + b"vpn",
         //   hashlib.sha256).hexdigest()[:32]
         struct Counting;
@@ -384,25 +478,27 @@ mod tests {
         }
         impl CryptoRng for Counting {}
         let st = signer()
-            .issue(b"alice", b"vpn", NOW, TTL, &mut Counting)
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut Counting)
             .unwrap();
         let hex: String = st.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
             hex,
             format!(
-                "01{:016x}000102030405060708090a0b0c0d0e0f{}",
+                "0200{:016x}000102030405060708090a0b0c0d0e0f{}",
                 NOW + 120,
                 TAG_HEX
             )
         );
     }
 
-    const TAG_HEX: &str = "8213614f9bc6b8f86599dac03f3e2d41";
+    const TAG_HEX: &str = "75b9cf55088a3e9341ae83eac62b67f6";
 
     #[test]
     fn every_forged_byte_is_rejected() {
         let s = signer();
-        let st = s.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         for i in 1..st.len() {
             let mut f = st.clone();
             f[i] ^= 0x40;
@@ -413,7 +509,7 @@ mod tests {
             );
         }
         let mut f = st.clone();
-        f[0] = 2;
+        f[0] = 1;
         assert_eq!(
             s.verify(&f, b"alice", b"vpn", NOW),
             Err(StateError::Malformed {
@@ -423,11 +519,76 @@ mod tests {
     }
 
     #[test]
+    fn context_is_signed_and_returned() {
+        let s = signer();
+        let sms = Context::new(Method::Sms);
+        let st = s
+            .issue(sms, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
+        assert_eq!(st[1], 1);
+        assert_eq!(s.verify(&st, b"alice", b"vpn", NOW).unwrap().context(), sms);
+        // An SMS challenge cannot be turned into a MAC one, or marked first-factor-passed.
+        for forged in [2u8, 0x81] {
+            let mut f = st.clone();
+            f[1] = forged;
+            assert_eq!(
+                s.verify(&f, b"alice", b"vpn", NOW),
+                Err(StateError::BadSignature)
+            );
+        }
+        let ff = Context {
+            method: Method::Otp,
+            first_factor: true,
+        };
+        let st = s.issue(ff, b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        assert_eq!(s.verify(&st, b"alice", b"vpn", NOW).unwrap().context(), ff);
+    }
+
+    #[test]
+    fn mac_input_is_bound_to_the_state() {
+        let s = signer();
+        let mut r = rng();
+        let a = s
+            .issue(
+                Context::new(Method::Mac),
+                b"alice",
+                b"vpn",
+                NOW,
+                TTL,
+                &mut r,
+            )
+            .unwrap();
+        let b = s
+            .issue(
+                Context::new(Method::Mac),
+                b"alice",
+                b"vpn",
+                NOW,
+                TTL,
+                &mut r,
+            )
+            .unwrap();
+        let na = StateSigner::nonce_of(&a).unwrap();
+        let nb = StateSigner::nonce_of(&b).unwrap();
+        let ia = s.mac_input(&na, b"alice", b"vpn");
+        assert_eq!(ia.len(), MAC_INPUT_DIGITS);
+        assert!(ia.bytes().all(|c| c.is_ascii_digit()));
+        assert_eq!(ia, s.mac_input(&na, b"alice", b"vpn"));
+        assert_ne!(ia, s.mac_input(&nb, b"alice", b"vpn"));
+        assert_ne!(ia, s.mac_input(&na, b"bob", b"vpn"));
+        assert_eq!(s.verify(&a, b"alice", b"vpn", NOW).unwrap().value(), &na);
+        let other = StateSigner::new(b"another key of 32 bytes, really!").unwrap();
+        assert_ne!(ia, other.mac_input(&na, b"alice", b"vpn"));
+    }
+
+    #[test]
     fn extended_expiry_is_rejected() {
         let s = signer();
-        let st = s.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         let mut f = st.clone();
-        f[1..9].copy_from_slice(&u64::MAX.to_be_bytes());
+        f[2..10].copy_from_slice(&u64::MAX.to_be_bytes());
         assert_eq!(
             s.verify(&f, b"alice", b"vpn", NOW + 1000),
             Err(StateError::BadSignature)
@@ -437,7 +598,9 @@ mod tests {
     #[test]
     fn other_user_or_client_is_rejected() {
         let s = signer();
-        let st = s.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         assert_eq!(
             s.verify(&st, b"mallory", b"vpn", NOW),
             Err(StateError::BadSignature)
@@ -447,7 +610,9 @@ mod tests {
             Err(StateError::BadSignature)
         );
         // Length prefixes stop shifting bytes between the two names.
-        let st = s.issue(b"ab", b"c", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"ab", b"c", NOW, TTL, &mut rng())
+            .unwrap();
         assert_eq!(
             s.verify(&st, b"a", b"bc", NOW),
             Err(StateError::BadSignature)
@@ -457,7 +622,7 @@ mod tests {
     #[test]
     fn malformed_states() {
         let s = signer();
-        for len in [0usize, 1, 40, 42, 253] {
+        for len in [0usize, 1, 41, 43, 253] {
             assert_eq!(
                 s.verify(&vec![1u8; len], b"a", b"c", NOW),
                 Err(StateError::Malformed {
@@ -470,7 +635,9 @@ mod tests {
     #[test]
     fn expired_after_ttl() {
         let s = signer();
-        let st = s.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         assert_eq!(
             s.verify(&st, b"alice", b"vpn", NOW + 121),
             Err(StateError::Expired {
@@ -491,7 +658,9 @@ mod tests {
     fn replay_is_refused_once_redeemed() {
         let s = signer();
         let mut used = UsedStates::new(100);
-        let st = s.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         s.redeem(&mut used, &st, b"alice", b"vpn", NOW + 1).unwrap();
         assert_eq!(
             s.redeem(&mut used, &st, b"alice", b"vpn", NOW + 2),
@@ -511,8 +680,12 @@ mod tests {
         assert!(used.is_empty());
         // A second State from the same signer is independent.
         let mut r = rng();
-        let a = s.issue(b"alice", b"vpn", NOW, TTL, &mut r).unwrap();
-        let b = s.issue(b"alice", b"vpn", NOW, TTL, &mut r).unwrap();
+        let a = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut r)
+            .unwrap();
+        let b = s
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut r)
+            .unwrap();
         assert_ne!(a, b);
         s.redeem(&mut used, &a, b"alice", b"vpn", NOW).unwrap();
         s.redeem(&mut used, &b, b"alice", b"vpn", NOW).unwrap();
@@ -526,11 +699,18 @@ mod tests {
         let mut used = UsedStates::new(3);
         for i in 0..3u64 {
             let st = s
-                .issue(b"u", b"c", NOW + i, Duration::from_secs(10), &mut r)
+                .issue(
+                    Context::OTP,
+                    b"u",
+                    b"c",
+                    NOW + i,
+                    Duration::from_secs(10),
+                    &mut r,
+                )
                 .unwrap();
             s.redeem(&mut used, &st, b"u", b"c", NOW).unwrap();
         }
-        let st = s.issue(b"u", b"c", NOW, TTL, &mut r).unwrap();
+        let st = s.issue(Context::OTP, b"u", b"c", NOW, TTL, &mut r).unwrap();
         assert_eq!(
             s.redeem(&mut used, &st, b"u", b"c", NOW),
             Err(StateError::ReplayCacheFull { capacity: 3 })
@@ -548,7 +728,9 @@ mod tests {
     fn zero_capacity_refuses_everything() {
         let s = signer();
         let mut used = UsedStates::new(0);
-        let st = s.issue(b"u", b"c", NOW, TTL, &mut rng()).unwrap();
+        let st = s
+            .issue(Context::OTP, b"u", b"c", NOW, TTL, &mut rng())
+            .unwrap();
         assert!(matches!(
             s.redeem(&mut used, &st, b"u", b"c", NOW),
             Err(StateError::ReplayCacheFull { .. })
@@ -559,9 +741,13 @@ mod tests {
     fn instances_sharing_a_key_accept_each_other() {
         let a = StateSigner::new(KEY).unwrap();
         let b = StateSigner::new(KEY).unwrap();
-        let st = a.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = a
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         b.verify(&st, b"alice", b"vpn", NOW + 3).unwrap();
-        let st = b.issue(b"bob", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = b
+            .issue(Context::OTP, b"bob", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         a.verify(&st, b"bob", b"vpn", NOW + 3).unwrap();
     }
 
@@ -569,7 +755,9 @@ mod tests {
     fn wrong_key_rejects() {
         let a = StateSigner::new(KEY).unwrap();
         let b = StateSigner::new(b"another key of 32 bytes, really!").unwrap();
-        let st = a.issue(b"alice", b"vpn", NOW, TTL, &mut rng()).unwrap();
+        let st = a
+            .issue(Context::OTP, b"alice", b"vpn", NOW, TTL, &mut rng())
+            .unwrap();
         assert_eq!(
             b.verify(&st, b"alice", b"vpn", NOW),
             Err(StateError::BadSignature)
@@ -581,6 +769,7 @@ mod tests {
         let s = signer();
         let st = s
             .issue(
+                Context::OTP,
                 b"u",
                 b"c",
                 u64::MAX - 5,

@@ -297,6 +297,7 @@ fn challenge_round_trip_forged_and_expired_state() {
     let state_at = |issued: u64| {
         let state = signer
             .issue(
+                radiusd::state::Context::OTP,
                 b"dave",
                 b"local",
                 issued,
