@@ -16,6 +16,7 @@ use crate::codes;
 use crate::config::SxsSettings;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
+use crate::observe::{NoObserver, SxsObserver};
 use crate::secret::{otp_is_well_formed, Otp};
 use crate::soap::{self, Outcome, SxsUser, ValidateOtpAnswer};
 use crate::verdict::Verdict;
@@ -68,6 +69,8 @@ pub struct SxsClient {
     clock: Arc<dyn Clock>,
     /// Bounds validateOtp calls in flight (and so connections and file descriptors).
     in_flight: tokio::sync::Semaphore,
+    /// Told about every call and every server found up or down (metrics).
+    observer: Arc<dyn SxsObserver>,
 }
 
 /// Where a request failed, for the failover rule.
@@ -167,7 +170,23 @@ impl SxsClient {
             settings: settings.clone(),
             clock,
             in_flight: tokio::sync::Semaphore::new(settings.max_connections),
+            observer: Arc::new(NoObserver),
         })
+    }
+
+    /// Reports every call and server state to `observer` (the default ignores them).
+    pub fn with_observer(mut self, observer: Arc<dyn SxsObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Tells the observer that `method` on server `index` ended with `verdict` after the time
+    /// since `start` (`verdict`: [`Verdict::kind`]). Every SxS call reports through here.
+    fn observed(&self, method: &'static str, index: usize, start: Instant, verdict: &'static str) {
+        if let Some(base) = self.settings.servers.get(index) {
+            self.observer
+                .sxs_call(method, base.as_str(), verdict, start.elapsed());
+        }
     }
 
     /// The settings this client was built with.
@@ -198,6 +217,10 @@ impl SxsClient {
         };
         if let Some(slot) = guard.get_mut(index) {
             *slot = until;
+        }
+        drop(guard);
+        if let Some(base) = self.settings.servers.get(index) {
+            self.observer.sxs_server(base.as_str(), !down);
         }
     }
 
@@ -244,21 +267,27 @@ impl SxsClient {
                 Ok(u) => u,
                 Err(e) => return Verdict::unavailable(format!("bad URL for {base}: {e}")),
             };
+            let start = Instant::now();
             match self
                 .post(url.clone(), envelope.as_bytes().to_vec(), deadline)
                 .await
             {
                 Ok((status, body)) => {
                     self.mark(index, false);
-                    return interpret_validate(status, &body, identity, &url);
+                    let verdict = interpret_validate(status, &body, identity, &url);
+                    self.observed("validateOtp", index, start, verdict.kind());
+                    return verdict;
                 }
                 Err(SendError::NotDelivered(cause)) => {
                     self.mark(index, true);
                     tracing::warn!(server = %url, cause, "SxS server not reachable; trying the next one");
                     not_delivered.push(format!("{url}: {cause}"));
+                    self.observed("validateOtp", index, start, "unavailable");
                 }
                 Err(SendError::Failed(cause)) => {
-                    return Verdict::unavailable(format!("{url}: {cause}"));
+                    let verdict = Verdict::unavailable(format!("{url}: {cause}"));
+                    self.observed("validateOtp", index, start, verdict.kind());
+                    return verdict;
                 }
             }
         }

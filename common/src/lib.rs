@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod method;
+pub mod observe;
 pub mod policy;
 pub mod secret;
 #[cfg(feature = "sim")]
@@ -26,6 +27,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use identity::{Identity, IdentityMapper, Mapping};
 pub use method::{Method, Methods};
+pub use observe::{NoObserver, SxsObserver};
 pub use policy::Decision;
 pub use secret::{Otp, Secret};
 pub use verdict::Verdict;

@@ -3,4 +3,5 @@
 
 mod admin;
 mod harness;
+mod observe;
 mod validate;
