@@ -17,7 +17,8 @@ use crate::config::SxsSettings;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
 use crate::observe::{NoObserver, SxsObserver};
-use crate::secret::{otp_is_well_formed, Otp};
+use crate::secret::{otp_is_well_formed, Otp, Secret};
+use crate::sms::{Refusal, SendLimiter};
 use crate::soap::{self, Outcome, SxsUser, ValidateOtpAnswer};
 use crate::verdict::Verdict;
 
@@ -235,58 +236,208 @@ impl SxsClient {
 
     /// `validateOtp` for `identity`. See [`Verdict`] for what each outcome means.
     pub async fn validate_otp(&self, identity: &Identity, otp: &Otp) -> Verdict {
+        self.validate_otp_with_profile(identity, otp, &self.settings.application_profile)
+            .await
+    }
+
+    /// `validateOtp` with another application profile (an SMS code is checked with
+    /// `[sxs.methods.send_sms] application_profile`).
+    pub async fn validate_otp_with_profile(
+        &self,
+        identity: &Identity,
+        otp: &Otp,
+        application_profile: &str,
+    ) -> Verdict {
         if !otp_is_well_formed(otp) {
             return Verdict::Reject {
                 code: codes::LOCAL_MALFORMED_OTP.into(),
                 message: "the one-time password must be 4 to 10 digits".into(),
             };
         }
-        if identity.token_sn.is_none() && identity.user_id.is_none() {
-            return Verdict::unavailable("identity has neither a token serial nor a user id");
+        if let Err(v) = has_identity(identity) {
+            return v;
         }
         let envelope = soap::validate_otp_request(
             otp,
             identity.token_sn.as_deref(),
             identity.user_id.as_deref(),
-            &self.settings.application_profile,
+            application_profile,
         );
+        self.auth_call(
+            "validateOtp",
+            &self.settings.auth_path,
+            "",
+            envelope.as_bytes(),
+            |status, body, url| interpret_validate(status, body, identity, url),
+        )
+        .await
+    }
+
+    /// Dynamic linking: has SxS check that `mac` is the MAC the user's token computes over
+    /// `input` (`[sxs.methods.validate_mac]`). Single use like an OTP: never sent twice.
+    pub async fn validate_mac(&self, identity: &Identity, input: &str, mac: &Secret) -> Verdict {
+        if !otp_is_well_formed(mac) {
+            return Verdict::Reject {
+                code: codes::LOCAL_MALFORMED_OTP.into(),
+                message: "the MAC must be 4 to 10 digits".into(),
+            };
+        }
+        if input.is_empty()
+            || input.len() > MAX_MAC_INPUT
+            || !input.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Verdict::Reject {
+                code: codes::LOCAL_MALFORMED_MAC_INPUT.into(),
+                message: format!(
+                    "the MAC input must be 1 to {MAX_MAC_INPUT} printable characters without spaces"
+                ),
+            };
+        }
+        if let Err(v) = has_identity(identity) {
+            return v;
+        }
+        let method = &self.settings.methods.validate_mac;
+        let envelope = soap::validate_mac_request(
+            method,
+            mac,
+            input,
+            identity.token_sn.as_deref(),
+            identity.user_id.as_deref(),
+        );
+        self.auth_call(
+            "validateMac",
+            &method.path,
+            &method.soap_action,
+            envelope.as_bytes(),
+            |status, body, url| interpret_validate(status, body, identity, url),
+        )
+        .await
+    }
+
+    /// Asks SxS to send an SMS one-time password to `identity`'s registered mobile
+    /// (`[sxs.methods.send_sms]`), within the per-user limit of `limiter`. Not idempotent:
+    /// never retried once it may have been delivered. `Accept` means SxS took the request.
+    pub async fn send_sms_otp(
+        &self,
+        identity: &Identity,
+        limiter: &dyn SendLimiter,
+        now_unix: u64,
+    ) -> SmsSent {
+        let refused = |verdict| SmsSent {
+            verdict,
+            masked_mobile: None,
+        };
+        if let Err(v) = has_identity(identity) {
+            return refused(v);
+        }
+        match limiter.try_acquire(&identity.user, now_unix) {
+            Ok(()) => {}
+            Err(Refusal::Limited { retry_after_secs }) => {
+                return refused(Verdict::Reject {
+                    code: codes::LOCAL_SMS_RATE_LIMITED.into(),
+                    message: format!(
+                    "too many SMS codes requested for this user; try again in {retry_after_secs} s"
+                ),
+                })
+            }
+            Err(Refusal::Broken(cause)) => return refused(Verdict::unavailable(cause)),
+        }
+        let method = &self.settings.methods.send_sms;
+        let envelope = soap::send_sms_request(
+            method,
+            identity.token_sn.as_deref(),
+            identity.user_id.as_deref(),
+        );
+        let mut masked_mobile = None;
+        let verdict = self
+            .auth_call(
+                "sendSms",
+                &method.path,
+                &method.soap_action,
+                envelope.as_bytes(),
+                |status, body, url| match soap::read_send_sms(body, &method.mobile_element) {
+                    Ok(soap::SendSmsAnswer::Failure { code, message }) => {
+                        Verdict::Reject { code, message }
+                    }
+                    Ok(soap::SendSmsAnswer::Sent { mobile }) if status == 200 => {
+                        masked_mobile = mobile.map(|m| crate::method::mask_mobile(&m));
+                        Verdict::Accept {
+                            token_sn: identity.token_sn.clone().unwrap_or_default(),
+                            user_id: identity.user_id.clone().unwrap_or_default(),
+                        }
+                    }
+                    Ok(soap::SendSmsAnswer::Sent { .. }) => {
+                        Verdict::unavailable(format!("{url}: HTTP {status} with a success body"))
+                    }
+                    Err(e) if status == 200 => {
+                        Verdict::unavailable(format!("{url}: malformed answer: {e}"))
+                    }
+                    Err(_) => {
+                        Verdict::unavailable(format!("{url}: HTTP {status} without a SOAP answer"))
+                    }
+                },
+            )
+            .await;
+        SmsSent {
+            verdict,
+            masked_mobile,
+        }
+    }
+
+    /// One single-use call to the authentication service at `path`: bounded by
+    /// `max_connections` and one deadline, sent to the next server only when the previous one
+    /// provably did not get it. The HTTP answer of the server that did, or `Unavailable`.
+    async fn auth_call(
+        &self,
+        operation: &'static str,
+        path: &str,
+        soap_action: &str,
+        envelope: &[u8],
+        interpret: impl FnOnce(u16, &str, &reqwest::Url) -> Verdict,
+    ) -> Verdict {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
         else {
             return Verdict::unavailable(format!(
-                "{} validateOtp calls already in flight (sxs.max_connections) for {:?}",
+                "{} SxS calls already in flight (sxs.max_connections) for {:?}",
                 self.settings.max_connections, self.settings.timeout
             ));
         };
         let mut not_delivered = Vec::new();
-        for index in self.server_order() {
+        let servers = self.server_order();
+        let count = servers.len();
+        for (attempt, index) in servers.into_iter().enumerate() {
             let Some(base) = self.settings.servers.get(index) else {
                 continue;
             };
-            let url = match base.join(&self.settings.auth_path) {
+            let url = match base.join(path) {
                 Ok(u) => u,
                 Err(e) => return Verdict::unavailable(format!("bad URL for {base}: {e}")),
             };
             let start = Instant::now();
             match self
-                .post(url.clone(), envelope.as_bytes().to_vec(), deadline)
+                .post(url.clone(), soap_action, envelope.to_vec(), deadline)
                 .await
             {
                 Ok((status, body)) => {
                     self.mark(index, false);
-                    let verdict = interpret_validate(status, &body, identity, &url);
-                    self.observed("validateOtp", index, start, verdict.kind());
+                    let verdict = interpret(status, &body, &url);
+                    self.observed(operation, index, start, verdict.kind());
                     return verdict;
                 }
                 Err(SendError::NotDelivered(cause)) => {
                     self.mark(index, true);
-                    tracing::warn!(server = %url, cause, "SxS server not reachable; trying the next one");
+                    if attempt + 1 < count {
+                        tracing::warn!(server = %url, cause, "SxS server not reachable; trying the next one");
+                    } else {
+                        tracing::warn!(server = %url, cause, "SxS server not reachable; no other server to try");
+                    }
                     not_delivered.push(format!("{url}: {cause}"));
-                    self.observed("validateOtp", index, start, "unavailable");
+                    self.observed(operation, index, start, "unavailable");
                 }
                 Err(SendError::Failed(cause)) => {
                     let verdict = Verdict::unavailable(format!("{url}: {cause}"));
-                    self.observed("validateOtp", index, start, verdict.kind());
+                    self.observed(operation, index, start, verdict.kind());
                     return verdict;
                 }
             }
@@ -301,6 +452,7 @@ impl SxsClient {
     async fn post(
         &self,
         url: reqwest::Url,
+        soap_action: &str,
         body: Vec<u8>,
         deadline: tokio::time::Instant,
     ) -> std::result::Result<(u16, String), SendError> {
@@ -315,7 +467,7 @@ impl SxsClient {
             .http
             .post(url)
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("SOAPAction", "\"\"")
+            .header("SOAPAction", format!("\"{soap_action}\""))
             .timeout(remaining)
             .body(body);
         let work = async {
@@ -447,7 +599,7 @@ impl SxsClient {
         })?;
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let (status, body) = self
-            .post(url.clone(), envelope.into_bytes(), deadline)
+            .post(url.clone(), "", envelope.into_bytes(), deadline)
             .await
             .map_err(|e| Error::SxsUnavailable {
                 operation,
@@ -569,6 +721,28 @@ impl Verifier for SxsClient {
     fn is_ready(&self) -> bool {
         self.any_server_up()
     }
+}
+
+/// Longest MAC input sent to SxS.
+pub const MAX_MAC_INPUT: usize = 64;
+
+/// What [`SxsClient::send_sms_otp`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsSent {
+    /// `Accept`: SxS took the request; `Reject`: SxS (or the rate limit) said no;
+    /// `Unavailable`: no usable answer.
+    pub verdict: Verdict,
+    /// Where it went, masked (`+38599*****67`), when SxS's answer names the number.
+    pub masked_mobile: Option<String>,
+}
+
+fn has_identity(identity: &Identity) -> std::result::Result<(), Verdict> {
+    if identity.token_sn.is_none() && identity.user_id.is_none() {
+        return Err(Verdict::unavailable(
+            "identity has neither a token serial nor a user id",
+        ));
+    }
+    Ok(())
 }
 
 /// The 16-digit activation string, split as the app asks for it.

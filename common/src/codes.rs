@@ -21,6 +21,10 @@ pub const UNKNOWN_TOKEN: &str = "2002";
 pub const NO_TOKEN: &str = "2003";
 /// The token serial does not belong to the user id sent with it.
 pub const TOKEN_USER_MISMATCH: &str = "2004";
+/// The user has no mobile number to send an SMS to (simulator's code).
+pub const NO_MOBILE: &str = "2005";
+/// The SMS code expired before it was used (simulator's code).
+pub const OTP_EXPIRED: &str = "2014";
 /// The request is not one SxS understands (missing or malformed field).
 pub const BAD_REQUEST: &str = "1001";
 /// A wrong activation code; after three the code is dead.
@@ -33,3 +37,9 @@ pub const UNENROLLED: &[&str] = &[UNKNOWN_USER, NO_TOKEN];
 
 /// A code the client itself uses for an OTP refused before any call (not digits, wrong length).
 pub const LOCAL_MALFORMED_OTP: &str = "local:malformed-otp";
+
+/// A MAC input refused before any call (empty, too long, not printable).
+pub const LOCAL_MALFORMED_MAC_INPUT: &str = "local:malformed-mac-input";
+
+/// The user asked for more SMS codes than `sms.max_per_user` per `sms.window`.
+pub const LOCAL_SMS_RATE_LIMITED: &str = "local:sms-rate-limited";

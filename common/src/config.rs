@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::method::Methods;
 use crate::secret::Secret;
 
 /// Where the file lives unless told otherwise.
@@ -51,6 +52,36 @@ struct RawConfig {
     radius: Option<RawRadius>,
     #[serde(default)]
     pam: RawPam,
+    #[serde(default)]
+    sms: RawSms,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSms {
+    max_per_user: Option<u32>,
+    window: Option<String>,
+    pam_state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethods {
+    send_sms: Option<RawSxsMethod>,
+    validate_mac: Option<RawSxsMethod>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSxsMethod {
+    path: Option<String>,
+    namespace: Option<String>,
+    request: Option<String>,
+    soap_action: Option<String>,
+    application_profile: Option<String>,
+    mobile_element: Option<String>,
+    mac_element: Option<String>,
+    input_element: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +104,8 @@ struct RawSxs {
     client_key: Option<PathBuf>,
     #[serde(default)]
     insecure_skip_verify: bool,
+    #[serde(default)]
+    methods: RawMethods,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +142,9 @@ struct RawRadius {
     max_in_flight: Option<usize>,
     reject_message: Option<String>,
     reject_delay: Option<String>,
+    methods: Option<Vec<String>>,
+    sms_trigger: Option<String>,
+    mac_trigger: Option<String>,
     #[serde(default)]
     accounting: bool,
     #[serde(default)]
@@ -124,6 +160,7 @@ struct RawRadiusClient {
     secret_file: Option<PathBuf>,
     require_message_authenticator: Option<bool>,
     limit_proxy_state: Option<bool>,
+    methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +168,7 @@ struct RawRadiusClient {
 struct RawPam {
     prompt: Option<String>,
     failmode: Option<String>,
+    methods: Option<Vec<String>>,
     #[serde(default)]
     service: BTreeMap<String, RawPamService>,
 }
@@ -140,6 +178,7 @@ struct RawPam {
 struct RawPamService {
     prompt: Option<String>,
     failmode: Option<String>,
+    methods: Option<Vec<String>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,6 +195,71 @@ pub struct Config {
     /// Present when the file has a `[radius]` section.
     pub radius: Option<RadiusSettings>,
     pub pam: PamSettings,
+    pub sms: SmsSettings,
+}
+
+/// `[sms]`: limits on sending SMS one-time passwords.
+#[derive(Debug, Clone)]
+pub struct SmsSettings {
+    /// At most this many SMS per user per `window` (0 disables SMS sending).
+    pub max_per_user: u32,
+    pub window: Duration,
+    /// Where `pam_sxs` records send times, one file per user (root only), so the limit holds
+    /// across the separate processes PAM runs in.
+    pub pam_state_dir: PathBuf,
+}
+
+/// One SxS call whose SOAP names the vendor does not publish (`[sxs.methods.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SxsMethod {
+    /// Service path joined to each server URL.
+    pub path: String,
+    /// Namespace of the request element (prefix `aut`).
+    pub namespace: String,
+    /// Local name of the request element.
+    pub request: String,
+    /// `SOAPAction` header value (without quotes).
+    pub soap_action: String,
+    pub application_profile: String,
+    /// Extra element names, per method: `mobile` (send_sms answer), `mac` and `input`
+    /// (validate_mac request).
+    pub mobile_element: String,
+    pub mac_element: String,
+    pub input_element: String,
+}
+
+/// `[sxs.methods]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SxsMethods {
+    pub send_sms: SxsMethod,
+    pub validate_mac: SxsMethod,
+}
+
+impl SxsMethods {
+    /// The defaults: the authentication service, `aut` namespace, `sendSmsOtpRequest` and
+    /// `validateMacRequest` (assumed names: see docs/protocol-notes.md).
+    pub fn defaults(auth_path: &str, application_profile: &str) -> Self {
+        let base = SxsMethod {
+            path: auth_path.to_string(),
+            namespace: crate::soap::NS_AUTH.to_string(),
+            request: String::new(),
+            soap_action: String::new(),
+            application_profile: application_profile.to_string(),
+            mobile_element: "mobile".into(),
+            mac_element: "mac".into(),
+            input_element: "macInput".into(),
+        };
+        Self {
+            send_sms: SxsMethod {
+                request: "sendSmsOtpRequest".into(),
+                ..base.clone()
+            },
+            validate_mac: SxsMethod {
+                request: "validateMacRequest".into(),
+                ..base
+            },
+        }
+    }
 }
 
 /// `[sxs]`: how to reach SxS.
@@ -182,6 +286,8 @@ pub struct SxsSettings {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub insecure_skip_verify: bool,
+    /// The SxS calls beyond validateOtp: SMS sending and MAC validation.
+    pub methods: SxsMethods,
 }
 
 /// What is sent to SxS to say who the user is.
@@ -253,6 +359,12 @@ pub struct RadiusSettings {
     pub max_in_flight: usize,
     pub reject_message: String,
     pub reject_delay: Duration,
+    /// Methods clients may use unless a client says otherwise (`[radius] methods`).
+    pub methods: Methods,
+    /// A User-Password equal to this (or empty) asks for an SMS, where SMS is allowed.
+    pub sms_trigger: String,
+    /// A User-Password equal to this asks for a MAC challenge, where MAC is allowed.
+    pub mac_trigger: String,
     /// Answer Accounting-Request with Accounting-Response (and keep nothing).
     pub accounting: bool,
     pub clients: Vec<RadiusClient>,
@@ -266,6 +378,8 @@ pub struct RadiusClient {
     pub secret: Secret,
     pub require_message_authenticator: bool,
     pub limit_proxy_state: bool,
+    /// The methods this client's users may use.
+    pub methods: Methods,
 }
 
 /// `[pam]`: prompt and failmode, with per-service overrides (`[pam.service.sudo]`).
@@ -273,6 +387,7 @@ pub struct RadiusClient {
 pub struct PamSettings {
     pub prompt: Option<String>,
     pub failmode: Option<FailMode>,
+    pub methods: Option<Methods>,
     pub services: BTreeMap<String, PamServiceSettings>,
 }
 
@@ -281,6 +396,7 @@ pub struct PamSettings {
 pub struct PamServiceSettings {
     pub prompt: Option<String>,
     pub failmode: Option<FailMode>,
+    pub methods: Option<Methods>,
 }
 
 impl PamSettings {
@@ -290,6 +406,15 @@ impl PamSettings {
             .get(service)
             .and_then(|s| s.prompt.as_deref())
             .or(self.prompt.as_deref())
+    }
+
+    /// The methods for `service`: the service's own, else `[pam].methods`, else `otp` only.
+    pub fn methods_for(&self, service: &str) -> Methods {
+        self.services
+            .get(service)
+            .and_then(|s| s.methods.clone())
+            .or_else(|| self.methods.clone())
+            .unwrap_or_default()
     }
 
     /// The failmode for `service`: the service's own, else `[pam].failmode`, else `default`.
@@ -504,6 +629,7 @@ impl Validator<'_> {
         let policy = self.validate_policy(raw.policy)?;
         let radius = raw.radius.map(|r| self.validate_radius(r)).transpose()?;
         let pam = self.validate_pam(raw.pam)?;
+        let sms = self.validate_sms(raw.sms)?;
         Ok(Loaded {
             config: Config {
                 source: self.file.to_string(),
@@ -512,6 +638,7 @@ impl Validator<'_> {
                 policy,
                 radius,
                 pam,
+                sms,
             },
             has_inline_secret: self.inline_secret_key.is_some(),
             inline_secret_key: self.inline_secret_key,
@@ -576,13 +703,24 @@ impl Validator<'_> {
         if let Some(key) = &raw.client_key {
             check_secret_file_mode(key, "sxs.client_key")?;
         }
+        let auth_path =
+            self.path_key("sxs.auth_path", raw.auth_path, "/SxSWS/SxS5Authentication")?;
+        let defaults = SxsMethods::defaults(&auth_path, &application_profile);
+        let methods = SxsMethods {
+            send_sms: self.sxs_method(
+                "sxs.methods.send_sms",
+                raw.methods.send_sms,
+                defaults.send_sms,
+            )?,
+            validate_mac: self.sxs_method(
+                "sxs.methods.validate_mac",
+                raw.methods.validate_mac,
+                defaults.validate_mac,
+            )?,
+        };
         Ok(SxsSettings {
             servers,
-            auth_path: self.path_key(
-                "sxs.auth_path",
-                raw.auth_path,
-                "/SxSWS/SxS5Authentication",
-            )?,
+            auth_path,
             health_path: self.path_key(
                 "sxs.health_path",
                 raw.health_path,
@@ -605,6 +743,87 @@ impl Validator<'_> {
             client_cert: raw.client_cert,
             client_key: raw.client_key,
             insecure_skip_verify: raw.insecure_skip_verify,
+            methods,
+        })
+    }
+
+    fn sxs_method(
+        &self,
+        key: &str,
+        raw: Option<RawSxsMethod>,
+        default: SxsMethod,
+    ) -> Result<SxsMethod> {
+        let Some(raw) = raw else {
+            return Ok(default);
+        };
+        let name = |field: &str, v: Option<String>, d: String| -> Result<String> {
+            let v = v.unwrap_or(d);
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                || v.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+            {
+                return Err(self.err(
+                    &format!("{key}.{field}"),
+                    format!("{v:?} is not an XML element name (letters, digits, '_', '-', '.')"),
+                ));
+            }
+            Ok(v)
+        };
+        let soap_action = raw.soap_action.unwrap_or(default.soap_action);
+        if reqwest::header::HeaderValue::from_str(&format!("\"{soap_action}\"")).is_err()
+            || soap_action.contains('"')
+        {
+            return Err(self.err(
+                &format!("{key}.soap_action"),
+                "must fit in an HTTP header and hold no '\"'",
+            ));
+        }
+        let namespace = raw.namespace.unwrap_or(default.namespace);
+        if namespace.is_empty() || namespace.contains(['"', '<', '>', '&']) {
+            return Err(self.err(
+                &format!("{key}.namespace"),
+                "must be a non-empty URI without '\"', '<', '>' or '&'",
+            ));
+        }
+        let application_profile = raw
+            .application_profile
+            .unwrap_or(default.application_profile);
+        if application_profile.is_empty() {
+            return Err(self.err(&format!("{key}.application_profile"), "must not be empty"));
+        }
+        Ok(SxsMethod {
+            path: self.path_key(&format!("{key}.path"), raw.path, &default.path)?,
+            namespace,
+            request: name("request", raw.request, default.request)?,
+            soap_action,
+            application_profile,
+            mobile_element: name("mobile_element", raw.mobile_element, default.mobile_element)?,
+            mac_element: name("mac_element", raw.mac_element, default.mac_element)?,
+            input_element: name("input_element", raw.input_element, default.input_element)?,
+        })
+    }
+
+    fn methods(&self, key: &str, raw: Option<Vec<String>>) -> Result<Option<Methods>> {
+        raw.map(|list| Methods::parse(&list).map_err(|e| self.err(key, e)))
+            .transpose()
+    }
+
+    fn validate_sms(&self, raw: RawSms) -> Result<SmsSettings> {
+        Ok(SmsSettings {
+            max_per_user: raw.max_per_user.unwrap_or(3),
+            window: self.duration("sms.window", raw.window.as_deref(), "5m")?,
+            pam_state_dir: match raw.pam_state_dir {
+                Some(p) if p.is_absolute() => p,
+                Some(p) => {
+                    return Err(self.err(
+                        "sms.pam_state_dir",
+                        format!("expected an absolute path, got {}", p.display()),
+                    ))
+                }
+                None => PathBuf::from("/run/sxs/sms"),
+            },
         })
     }
 
@@ -708,6 +927,9 @@ impl Validator<'_> {
         if max_in_flight == 0 {
             return Err(self.err("radius.max_in_flight", "must be at least 1"));
         }
+        let default_methods = self
+            .methods("radius.methods", raw.methods)?
+            .unwrap_or_default();
         let mut clients = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.into_iter().enumerate() {
             let key = format!("radius.clients[{i}]");
@@ -741,13 +963,41 @@ impl Validator<'_> {
                     ),
                 ));
             }
+            let methods = self
+                .methods(&format!("{key}.methods"), c.methods)?
+                .unwrap_or_else(|| default_methods.clone());
             clients.push(RadiusClient {
                 name: c.name,
                 network,
                 secret,
                 require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
                 limit_proxy_state: c.limit_proxy_state.unwrap_or(false),
+                methods,
             });
+        }
+        let trigger = |key: &str, v: Option<String>, d: &str| -> Result<String> {
+            let v = v.unwrap_or_else(|| d.to_string());
+            if v.is_empty() || v.len() > 32 || v.bytes().any(|b| b.is_ascii_digit()) {
+                return Err(self.err(
+                    key,
+                    format!("{v:?}: a trigger word must be 1 to 32 characters with no digits (it must never look like an OTP)"),
+                ));
+            }
+            Ok(v)
+        };
+        let sms_trigger = trigger("radius.sms_trigger", raw.sms_trigger, "sms")?;
+        let mac_trigger = trigger("radius.mac_trigger", raw.mac_trigger, "mac")?;
+        if sms_trigger == mac_trigger {
+            return Err(self.err("radius.mac_trigger", "must differ from radius.sms_trigger"));
+        }
+        let uses = |m: crate::Method| {
+            default_methods.allows(m) || clients.iter().any(|c| c.methods.allows(m))
+        };
+        if (uses(crate::Method::Sms) || uses(crate::Method::Mac)) && state_key.is_none() {
+            return Err(self.err(
+                "radius.state_key_file",
+                "required when a client allows \"sms\" or \"mac\" (they answer with a challenge); e.g. `head -c 32 /dev/urandom > /etc/sxs/state.key`",
+            ));
         }
         Ok(RadiusSettings {
             listen,
@@ -767,6 +1017,9 @@ impl Validator<'_> {
                 raw.reject_delay.as_deref(),
                 "1s",
             )?,
+            methods: default_methods,
+            sms_trigger,
+            mac_trigger,
             accounting: raw.accounting,
             clients,
         })
@@ -779,17 +1032,20 @@ impl Validator<'_> {
                 &format!("pam.service.{name}.failmode"),
                 s.failmode.as_deref(),
             )?;
+            let methods = self.methods(&format!("pam.service.{name}.methods"), s.methods)?;
             services.insert(
                 name,
                 PamServiceSettings {
                     prompt: s.prompt,
                     failmode,
+                    methods,
                 },
             );
         }
         Ok(PamSettings {
             prompt: raw.prompt,
             failmode: self.failmode("pam.failmode", raw.failmode.as_deref())?,
+            methods: self.methods("pam.methods", raw.methods)?,
             services,
         })
     }

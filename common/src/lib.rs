@@ -18,11 +18,12 @@ pub mod policy;
 pub mod secret;
 #[cfg(feature = "sim")]
 pub mod sim;
+pub mod sms;
 pub mod soap;
 pub mod totp;
 pub mod verdict;
 
-pub use client::{SxsClient, Verifier};
+pub use client::{SmsSent, SxsClient, Verifier};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use identity::{Identity, IdentityMapper, Mapping};

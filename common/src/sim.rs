@@ -50,6 +50,10 @@ pub struct SeedUser {
     pub address: Option<String>,
     /// Whether the token is already activated (default true for seeded tokens).
     pub active: Option<bool>,
+    /// The user also holds an SMS token (needs `mobile`).
+    pub sms: Option<bool>,
+    /// The SMS token's serial; assigned when absent.
+    pub sms_token_sn: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +85,11 @@ pub struct SimOptions {
     /// Accept an OTP more than once (benchmarks only: a real SxS never does).
     pub allow_replay: bool,
     pub seed: Vec<SeedUser>,
+    /// How long an SMS code stays valid.
+    pub sms_ttl: Duration,
+    /// The SOAP names of sendSms and validateMac, as the client is configured
+    /// (`[sxs.methods]`); the defaults match the client's.
+    pub methods: crate::config::SxsMethods,
 }
 
 impl Default for SimOptions {
@@ -91,8 +100,34 @@ impl Default for SimOptions {
             lockout: DEFAULT_LOCKOUT,
             allow_replay: false,
             seed: Vec::new(),
+            sms_ttl: Duration::from_secs(300),
+            methods: crate::config::SxsMethods::defaults(AUTH_PATH, "OTP_APP"),
         }
     }
+}
+
+/// Where validateOtp is served (and, by default, sendSms and validateMac).
+pub const AUTH_PATH: &str = "/SxSWS/SxS5Authentication";
+
+/// A user's SMS token.
+#[derive(Debug, Clone, Default)]
+struct SmsToken {
+    sn: String,
+    /// The pending code and when it expires (unix seconds).
+    code: Option<(String, u64)>,
+    failures: u32,
+    locked: bool,
+}
+
+/// One SMS as the phone received it (`GET /sim/sms/USER`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SmsMessage {
+    pub user_id: String,
+    pub mobile: String,
+    pub code: String,
+    /// Unix seconds (simulator clock).
+    pub sent_at: u64,
+    pub expires_at: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -103,6 +138,7 @@ struct User {
     mobile: String,
     address: String,
     token_sn: Option<String>,
+    sms: Option<SmsToken>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +150,8 @@ struct Token {
     locked: bool,
     last_step: Option<u64>,
     activation: Option<Activation>,
+    /// MAC inputs already answered (a MAC, like an OTP, is single use).
+    used_mac_inputs: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +165,8 @@ struct Store {
     users: HashMap<String, User>,
     tokens: HashMap<String, Token>,
     next_sn: u64,
+    /// Every SMS sent, oldest first (bounded).
+    outbox: Vec<SmsMessage>,
 }
 
 /// Counters served at `GET /sim/stats`.
@@ -138,9 +178,12 @@ struct Stats {
     faults: AtomicU64,
     admin: AtomicU64,
     health: AtomicU64,
+    send_sms: AtomicU64,
+    validate_mac: AtomicU64,
 }
 
-/// A snapshot of the counters.
+/// A snapshot of the counters. `accepts`/`rejects` count validateOtp, sendSms and
+/// validateMac answers alike.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatsSnapshot {
     pub validate_otp: u64,
@@ -149,6 +192,10 @@ pub struct StatsSnapshot {
     pub faults: u64,
     pub admin: u64,
     pub health: u64,
+    #[serde(default)]
+    pub send_sms: u64,
+    #[serde(default)]
+    pub validate_mac: u64,
 }
 
 /// An injected error.
@@ -202,6 +249,21 @@ impl SimHandle {
     /// The current OTP of `user_id`'s token, as the phone would show it.
     pub fn current_otp(&self, user_id: &str) -> Option<String> {
         self.state.current_otp(user_id)
+    }
+
+    /// The SMS codes sent to `user_id`, oldest first.
+    pub fn sms_outbox(&self, user_id: &str) -> Vec<SmsMessage> {
+        lock(&self.state.store)
+            .outbox
+            .iter()
+            .filter(|m| m.user_id == user_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The MAC `user_id`'s mToken app shows for `input`.
+    pub fn mac(&self, user_id: &str, input: &str) -> Option<String> {
+        self.state.mac(user_id, input)
     }
 
     /// The counters.
@@ -375,9 +437,24 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
     if let Some(rest) = path.strip_prefix("/sim/") {
         return handle_sim(&state, &method, rest, req).await;
     }
-    // An SxS call: counted on arrival (a slow answer is still a call), then injected faults.
-    if method == Method::POST && path == "/SxSWS/SxS5Authentication" {
-        state.stats.validate_otp.fetch_add(1, Ordering::Relaxed);
+    // An authentication call is read first (bounded) so it can be counted by operation on
+    // arrival (a slow answer is still a call); then injected faults apply.
+    let mut auth_body = None;
+    let mut req = Some(req);
+    if let Some(r) = req.take_if(|r| r.method() == Method::POST && state.is_auth_path(&path)) {
+        let org_ok = state.org_ok(&r);
+        let body = match read_body(r).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let op = state.classify(&body);
+        let counter = match op {
+            AuthOp::SendSms => &state.stats.send_sms,
+            AuthOp::ValidateMac => &state.stats.validate_mac,
+            AuthOp::ValidateOtp | AuthOp::Unknown => &state.stats.validate_otp,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        auth_body = Some((org_ok, op, body));
     }
     let faults = state.take_fault();
     if faults.latency_ms > 0 {
@@ -403,12 +480,36 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
         Some(FaultKind::Reset) => {
             state.stats.faults.fetch_add(1, Ordering::Relaxed);
             // Drain the request so the close is a reset, not a half-read.
-            let _ = read_body(req).await;
+            if let Some(r) = req {
+                let _ = read_body(r).await;
+            }
             abort.notify_one();
             return std::future::pending().await;
         }
         None => {}
     }
+    if let Some((org_ok, op, body)) = auth_body {
+        if !org_ok {
+            state.stats.rejects.fetch_add(1, Ordering::Relaxed);
+            return soap_fault("soap:Server", "Organization not found");
+        }
+        return match op {
+            AuthOp::ValidateOtp => state.validate_otp(&body),
+            AuthOp::SendSms => state.send_sms(&body),
+            AuthOp::ValidateMac => state.validate_mac(&body),
+            AuthOp::Unknown => {
+                state.stats.rejects.fetch_add(1, Ordering::Relaxed);
+                soap_fault("soap:Client", "unknown operation")
+            }
+        };
+    }
+    let Some(req) = req else {
+        return respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "no request",
+        );
+    };
     match (&method, path.as_str()) {
         (&Method::GET, "/SxSWS/api/healthCheck" | "/SxSAdminWS/api/healthCheck") => {
             state.stats.health.fetch_add(1, Ordering::Relaxed);
@@ -416,16 +517,6 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
                 StatusCode::OK,
                 &serde_json::json!({"message": "Service is alive and well."}),
             )
-        }
-        (&Method::POST, "/SxSWS/SxS5Authentication") => {
-            if !state.org_ok(&req) {
-                state.stats.rejects.fetch_add(1, Ordering::Relaxed);
-                return soap_fault("soap:Server", "Organization not found");
-            }
-            match read_body(req).await {
-                Ok(body) => state.validate_otp(&body),
-                Err(r) => r,
-            }
         }
         (
             &Method::POST,
@@ -487,6 +578,43 @@ async fn handle_sim(state: &SimState, method: &Method, rest: &str, req: Request<
             match read_json::<Activate>(req).await {
                 Ok(a) => state.activate(&a.client_id, &a.activation_code),
                 Err(r) => r,
+            }
+        }
+        (&Method::GET, other) if other.starts_with("sms/") => {
+            let user = other.trim_start_matches("sms/");
+            let sent: Vec<SmsMessage> = lock(&state.store)
+                .outbox
+                .iter()
+                .filter(|m| m.user_id == user)
+                .cloned()
+                .collect();
+            match sent.last() {
+                Some(last) => json(StatusCode::OK, last),
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!("no SMS sent to {user:?}")}),
+                ),
+            }
+        }
+        (&Method::GET, other) if other.starts_with("mac/") => {
+            let user = other.trim_start_matches("mac/");
+            let input = req
+                .uri()
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("input="))
+                .unwrap_or("");
+            match state.mac(user, input) {
+                Some(mac) => respond(StatusCode::OK, "text/plain", format!("{mac}\n")),
+                None => respond(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!(
+                        "no user {user:?} with a token, or input {input:?} is not 1 to 8 digits (OCRA {})\n",
+                        totp::OCRA_SUITE
+                    ),
+                ),
             }
         }
         (&Method::GET, other) => match other.strip_prefix("otp/") {
@@ -564,12 +692,40 @@ impl SimState {
                         locked: false,
                         last_step: None,
                         activation: None,
+                        used_mac_inputs: Default::default(),
                     },
                 );
             }
+            let sms = if u.sms.unwrap_or(false) {
+                if u.mobile.as_deref().is_none_or(str::is_empty) {
+                    return Err(format!("seed: user {}: sms = true needs a mobile", u.id));
+                }
+                let sn = match &u.sms_token_sn {
+                    Some(sn) if !sn.is_empty() && sn.bytes().all(|b| b.is_ascii_digit()) => {
+                        sn.clone()
+                    }
+                    Some(sn) => {
+                        return Err(format!(
+                            "seed: user {}: sms_token_sn {sn:?} is not decimal",
+                            u.id
+                        ))
+                    }
+                    None => {
+                        store.next_sn += 1;
+                        store.next_sn.to_string()
+                    }
+                };
+                Some(SmsToken {
+                    sn,
+                    ..SmsToken::default()
+                })
+            } else {
+                None
+            };
             store.users.insert(
                 u.id.clone(),
                 User {
+                    sms,
                     first_name: u.first_name.clone().unwrap_or_default(),
                     last_name: u.last_name.clone().unwrap_or_default(),
                     email: u.email.clone().unwrap_or_default(),
@@ -624,6 +780,8 @@ impl SimState {
             faults: s.faults.load(Ordering::Relaxed),
             admin: s.admin.load(Ordering::Relaxed),
             health: s.health.load(Ordering::Relaxed),
+            send_sms: s.send_sms.load(Ordering::Relaxed),
+            validate_mac: s.validate_mac.load(Ordering::Relaxed),
         }
     }
 
@@ -652,7 +810,7 @@ impl SimState {
             return reject(codes::BAD_REQUEST, "otp is missing");
         };
         match field("applicationProfileName") {
-            Some("OTP_APP") => {}
+            Some(p) if self.profile_ok(p) => {}
             Some(other) => {
                 return reject(
                     codes::BAD_REQUEST,
@@ -663,8 +821,67 @@ impl SimState {
         }
         let token_sn = field("TokenSN").filter(|s| !s.is_empty());
         let user_id = field("UserID").filter(|s| !s.is_empty());
-        let now_step = totp::step_of(self.now_unix());
+        let now = self.now_unix();
+        let now_step = totp::step_of(now);
         let mut store = lock(&self.store);
+        // An SMS token answers when asked for by its serial, or by user id while a code sent to
+        // it is pending (or when it is the user's only token).
+        let sms_user = match (token_sn, user_id) {
+            (Some(sn), uid) => store
+                .users
+                .iter()
+                .find(|(_, u)| u.sms.as_ref().is_some_and(|t| t.sn == sn))
+                .map(|(id, _)| id.clone())
+                .filter(|id| uid.is_none_or(|u| u == id)),
+            (None, Some(uid)) => store
+                .users
+                .get(uid)
+                .filter(|u| {
+                    u.sms
+                        .as_ref()
+                        .is_some_and(|t| t.code.is_some() || u.token_sn.is_none())
+                })
+                .map(|_| uid.to_string()),
+            (None, None) => None,
+        };
+        if let Some(uid) = sms_user {
+            let lockout = self.opts.lockout;
+            let Some(t) = store.users.get_mut(&uid).and_then(|u| u.sms.as_mut()) else {
+                return reject(codes::NO_TOKEN, "User has no SMS token");
+            };
+            if t.locked {
+                return reject(codes::TOKEN_LOCKED, "Token locked");
+            }
+            match t.code.take() {
+                Some((code, expires)) if code == otp && now <= expires => {
+                    t.failures = 0;
+                    self.stats.accepts.fetch_add(1, Ordering::Relaxed);
+                    return soap_ok(
+                        W,
+                        soap::NS_AUTH,
+                        &format!(
+                            "<tokenSN>{}</tokenSN><userId>{}</userId>",
+                            soap::escape(&t.sn),
+                            soap::escape(&uid)
+                        ),
+                    );
+                }
+                Some((_, expires)) if now > expires => {
+                    return reject(codes::OTP_EXPIRED, "SMS code expired; request a new one");
+                }
+                pending => {
+                    // A wrong try keeps the pending code (the user may retype it) and counts.
+                    t.code = pending;
+                    t.failures += 1;
+                    if t.failures >= lockout {
+                        t.locked = true;
+                        t.code = None;
+                    }
+                    return reject(codes::WRONG_OTP, "Wrong OTP");
+                }
+            }
+        }
+
         let sn = match (token_sn, user_id) {
             (Some(sn), uid) => {
                 let Some(t) = store.tokens.get(sn) else {
@@ -723,6 +940,204 @@ impl SimState {
                 reject(codes::WRONG_OTP, "Wrong OTP")
             }
         }
+    }
+
+    fn profile_ok(&self, profile: &str) -> bool {
+        let m = &self.opts.methods;
+        profile == "OTP_APP"
+            || profile == m.send_sms.application_profile
+            || profile == m.validate_mac.application_profile
+    }
+
+    fn is_auth_path(&self, path: &str) -> bool {
+        path == AUTH_PATH
+            || path == self.opts.methods.send_sms.path
+            || path == self.opts.methods.validate_mac.path
+    }
+
+    fn classify(&self, body: &[u8]) -> AuthOp {
+        let Some(op) = request_element(body, "") else {
+            return AuthOp::Unknown;
+        };
+        let m = &self.opts.methods;
+        if op.name == "validateOtpRequest" {
+            AuthOp::ValidateOtp
+        } else if op.name == m.send_sms.request {
+            AuthOp::SendSms
+        } else if op.name == m.validate_mac.request {
+            AuthOp::ValidateMac
+        } else {
+            AuthOp::Unknown
+        }
+    }
+
+    /// The user id a request names (by `TokenSN` of either token, or `UserID`), or the
+    /// exception code and message to refuse it with.
+    fn resolve_user(store: &Store, req: &Element) -> Result<String, (&'static str, &'static str)> {
+        let field = |name: &str| {
+            req.child(name)
+                .map(|e| e.text.as_str())
+                .filter(|s| !s.is_empty())
+        };
+        match (field("TokenSN"), field("UserID")) {
+            (Some(sn), uid) => {
+                let owner = store.tokens.get(sn).map(|t| t.user_id.clone()).or_else(|| {
+                    store
+                        .users
+                        .iter()
+                        .find(|(_, u)| u.sms.as_ref().is_some_and(|t| t.sn == sn))
+                        .map(|(id, _)| id.clone())
+                });
+                match owner {
+                    None => Err((codes::UNKNOWN_TOKEN, "Unknown token")),
+                    Some(o) if uid.is_some_and(|u| u != o) => {
+                        Err((codes::TOKEN_USER_MISMATCH, "Token does not belong to user"))
+                    }
+                    Some(o) => Ok(o),
+                }
+            }
+            (None, Some(uid)) if store.users.contains_key(uid) => Ok(uid.to_string()),
+            (None, Some(_)) => Err((codes::UNKNOWN_USER, "Unknown user")),
+            (None, None) => Err((codes::BAD_REQUEST, "TokenSN or UserID is required")),
+        }
+    }
+
+    fn send_sms(&self, body: &[u8]) -> Resp {
+        let m = &self.opts.methods.send_sms;
+        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
+        let reject = |code: &str, message: &str| {
+            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+            soap_exception(&wrapper, soap::NS_AUTH, code, message)
+        };
+        let Some(req) = request_element(body, &m.request) else {
+            return reject(codes::BAD_REQUEST, "malformed request");
+        };
+        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
+            Some(p) if self.profile_ok(p) => {}
+            _ => {
+                return reject(
+                    codes::BAD_REQUEST,
+                    "unknown or missing applicationProfileName",
+                )
+            }
+        }
+        let now = self.now_unix();
+        let mut store = lock(&self.store);
+        let uid = match Self::resolve_user(&store, &req) {
+            Ok(u) => u,
+            Err((code, message)) => return reject(code, message),
+        };
+        let ttl = self.opts.sms_ttl.as_secs();
+        let Some(user) = store.users.get_mut(&uid) else {
+            return reject(codes::UNKNOWN_USER, "Unknown user");
+        };
+        let mobile = user.mobile.clone();
+        let Some(t) = user.sms.as_mut() else {
+            return reject(codes::NO_TOKEN, "User has no SMS token");
+        };
+        if mobile.is_empty() {
+            return reject(codes::NO_MOBILE, "User has no mobile number");
+        }
+        if t.locked {
+            return reject(codes::TOKEN_LOCKED, "Token locked");
+        }
+        let code = random_digits(6);
+        let expires_at = now.saturating_add(ttl);
+        t.code = Some((code.clone(), expires_at));
+        if store.outbox.len() >= 10_000 {
+            store.outbox.remove(0);
+        }
+        store.outbox.push(SmsMessage {
+            user_id: uid,
+            mobile: mobile.clone(),
+            code,
+            sent_at: now,
+            expires_at,
+        });
+        self.stats.accepts.fetch_add(1, Ordering::Relaxed);
+        soap_ok(
+            &wrapper,
+            soap::NS_AUTH,
+            &format!("<{0}>{1}</{0}>", m.mobile_element, soap::escape(&mobile)),
+        )
+    }
+
+    fn mac(&self, user_id: &str, input: &str) -> Option<String> {
+        let store = lock(&self.store);
+        let sn = store.users.get(user_id)?.token_sn.as_ref()?;
+        totp::ocra_qn08(&store.tokens.get(sn)?.secret, input)
+    }
+
+    fn validate_mac(&self, body: &[u8]) -> Resp {
+        let m = &self.opts.methods.validate_mac;
+        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
+        let reject = |code: &str, message: &str| {
+            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+            soap_exception(&wrapper, soap::NS_AUTH, code, message)
+        };
+        let Some(req) = request_element(body, &m.request) else {
+            return reject(codes::BAD_REQUEST, "malformed request");
+        };
+        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
+            Some(p) if self.profile_ok(p) => {}
+            _ => {
+                return reject(
+                    codes::BAD_REQUEST,
+                    "unknown or missing applicationProfileName",
+                )
+            }
+        }
+        let text = |n: &str| req.child(n).map(|e| e.text.clone()).unwrap_or_default();
+        let (mac, input) = (text(&m.mac_element), text(&m.input_element));
+        if mac.is_empty() || input.is_empty() {
+            return reject(codes::BAD_REQUEST, "MAC and MAC input are required");
+        }
+        let lockout = self.opts.lockout;
+        let allow_replay = self.opts.allow_replay;
+        let mut store = lock(&self.store);
+        let uid = match Self::resolve_user(&store, &req) {
+            Ok(u) => u,
+            Err((code, message)) => return reject(code, message),
+        };
+        let Some(sn) = store.users.get(&uid).and_then(|u| u.token_sn.clone()) else {
+            return reject(codes::NO_TOKEN, "User has no token");
+        };
+        let Some(token) = store.tokens.get_mut(&sn) else {
+            return reject(codes::UNKNOWN_TOKEN, "Unknown token");
+        };
+        if !token.active {
+            return reject(codes::TOKEN_NOT_ACTIVE, "Token not activated");
+        }
+        if token.locked {
+            return reject(codes::TOKEN_LOCKED, "Token locked");
+        }
+        let Some(expected) = totp::ocra_qn08(&token.secret, &input) else {
+            return reject(
+                codes::BAD_REQUEST,
+                "MAC input must be 1 to 8 decimal digits (OCRA-1:HOTP-SHA1-6:QN08)",
+            );
+        };
+        if expected != mac {
+            token.failures += 1;
+            if token.failures >= lockout {
+                token.locked = true;
+            }
+            return reject(codes::WRONG_OTP, "Wrong MAC");
+        }
+        if !allow_replay && !token.used_mac_inputs.insert(input) {
+            return reject(codes::OTP_REPLAYED, "MAC already used");
+        }
+        token.failures = 0;
+        self.stats.accepts.fetch_add(1, Ordering::Relaxed);
+        soap_ok(
+            &wrapper,
+            soap::NS_AUTH,
+            &format!(
+                "<tokenSN>{}</tokenSN><userId>{}</userId>",
+                soap::escape(&sn),
+                soap::escape(&uid)
+            ),
+        )
     }
 
     fn admin(&self, body: &[u8]) -> Resp {
@@ -796,6 +1211,7 @@ impl SimState {
                         locked: false,
                         last_step: None,
                         activation: None,
+                        used_mac_inputs: Default::default(),
                     },
                 );
                 if let Some(old) = store
@@ -909,6 +1325,15 @@ impl SimState {
             &serde_json::json!({"activated": true, "token_sn": sn, "user_id": token.user_id}),
         )
     }
+}
+
+/// Which authentication operation a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthOp {
+    ValidateOtp,
+    SendSms,
+    ValidateMac,
+    Unknown,
 }
 
 /// The first element inside the SOAP Body; with a non-empty `name`, only if it has that

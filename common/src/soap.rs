@@ -90,6 +90,100 @@ pub fn validate_otp_request(
     zeroize::Zeroizing::new(envelope("aut", NS_AUTH, &body))
 }
 
+/// The `sendSms` request of `[sxs.methods.send_sms]` (names configurable; PROTOCOL §1.4 gives
+/// no wire format): `TokenSN`, `applicationProfileName`, `UserID`, as in validateOtp.
+pub fn send_sms_request(
+    method: &crate::config::SxsMethod,
+    token_sn: Option<&str>,
+    user_id: Option<&str>,
+) -> String {
+    let mut body = String::with_capacity(256);
+    let _ = writeln!(body, "    <aut:{}>", method.request);
+    if let Some(sn) = token_sn {
+        leaf(&mut body, 6, "TokenSN", sn);
+    }
+    leaf(
+        &mut body,
+        6,
+        "applicationProfileName",
+        &method.application_profile,
+    );
+    if let Some(uid) = user_id {
+        leaf(&mut body, 6, "UserID", uid);
+    }
+    let _ = writeln!(body, "    </aut:{}>", method.request);
+    envelope("aut", &method.namespace, &body)
+}
+
+/// The `validateMac` request of `[sxs.methods.validate_mac]`: the MAC and its input, then
+/// `TokenSN`, `applicationProfileName`, `UserID`. The MAC is written into a zeroizing buffer.
+pub fn validate_mac_request(
+    method: &crate::config::SxsMethod,
+    mac: &Secret,
+    input: &str,
+    token_sn: Option<&str>,
+    user_id: Option<&str>,
+) -> zeroize::Zeroizing<String> {
+    let mut body = zeroize::Zeroizing::new(String::with_capacity(320));
+    let _ = writeln!(body, "    <aut:{}>", method.request);
+    let mac_text = zeroize::Zeroizing::new(escape(mac.expose_str().unwrap_or("")));
+    let _ = writeln!(
+        body,
+        "      <{0}>{1}</{0}>",
+        method.mac_element,
+        mac_text.as_str()
+    );
+    leaf(&mut body, 6, &method.input_element, input);
+    if let Some(sn) = token_sn {
+        leaf(&mut body, 6, "TokenSN", sn);
+    }
+    leaf(
+        &mut body,
+        6,
+        "applicationProfileName",
+        &method.application_profile,
+    );
+    if let Some(uid) = user_id {
+        leaf(&mut body, 6, "UserID", uid);
+    }
+    let _ = writeln!(body, "    </aut:{}>", method.request);
+    zeroize::Zeroizing::new(envelope("aut", &method.namespace, &body))
+}
+
+/// What a `sendSms` answer says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendSmsAnswer {
+    /// Sent; the mobile number SxS sent it to, when the answer names one (`mobile_element`).
+    Sent {
+        mobile: Option<String>,
+    },
+    Failure {
+        code: String,
+        message: String,
+    },
+}
+
+/// Reads a `sendSms` response. Success is a Body holding a response element and no fault or
+/// exception; the mobile number is optional (at most one). Anything else is `Err`.
+pub fn read_send_sms(xml: &str, mobile_element: &str) -> Result<SendSmsAnswer, String> {
+    let root = parse(xml)?;
+    match outcome(&root)? {
+        Outcome::Fault { code, message } | Outcome::Exception { code, message } => {
+            Ok(SendSmsAnswer::Failure { code, message })
+        }
+        Outcome::Body(body) => {
+            if body.children.is_empty() {
+                return Err("the SOAP Body is empty: no response element".into());
+            }
+            let mobile = body
+                .unique(mobile_element)?
+                .map(|m| m.text.clone())
+                .filter(|m| !m.is_empty());
+            Ok(SendSmsAnswer::Sent { mobile })
+        }
+    }
+}
+
 /// A user as `createOrUpdateSxsUser` takes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SxsUser {

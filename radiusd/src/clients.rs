@@ -45,6 +45,7 @@ mod tests {
             secret: Secret::from("0123456789"),
             require_message_authenticator: true,
             limit_proxy_state: false,
+            methods: common::Methods::otp_only(),
         }
     }
 

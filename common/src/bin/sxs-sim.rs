@@ -29,6 +29,13 @@ struct Args {
     /// Accept an OTP more than once. For benchmarks only: a real SxS never does.
     #[arg(long)]
     allow_replay: bool,
+    /// How long an SMS code stays valid.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    sms_ttl: std::time::Duration,
+    /// Take the SOAP names of sendSms and validateMac from this sxs.toml's `[sxs.methods]`,
+    /// so the simulator answers a client configured with other names.
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +61,20 @@ fn run(args: Args) -> Result<(), String> {
         Some(path) => sim::load_seed(path)?,
         None => Vec::new(),
     };
+    let methods = match &args.config {
+        Some(path) => {
+            common::Config::load(
+                path,
+                common::config::LoadOptions {
+                    env_overrides: false,
+                },
+            )
+            .map_err(|e| e.to_string())?
+            .sxs
+            .methods
+        }
+        None => SimOptions::default().methods,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -71,6 +92,8 @@ fn run(args: Args) -> Result<(), String> {
                 lockout: args.lockout,
                 allow_replay: args.allow_replay,
                 seed,
+                sms_ttl: args.sms_ttl,
+                methods,
             },
         )?;
         // The first line is machine-read by test harnesses: keep its shape.

@@ -1,4 +1,5 @@
 use super::*;
+use crate::method::Methods;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
@@ -226,4 +227,57 @@ fn syntax_errors_do_not_quote_secret_lines() {
         e.contains("organization_id = "),
         "non-secret lines are still quoted: {e}"
     );
+}
+
+#[test]
+fn methods_triggers_and_sms_limits() {
+    let c = Config::from_toml_str(MIN, "test.toml", no_env()).unwrap();
+    assert_eq!(c.sxs.methods.send_sms.request, "sendSmsOtpRequest");
+    assert_eq!(c.sxs.methods.validate_mac.path, "/SxSWS/SxS5Authentication");
+    assert_eq!(c.sms.max_per_user, 3);
+    assert_eq!(c.sms.window, Duration::from_secs(300));
+    assert_eq!(c.pam.methods_for("sshd"), Methods::otp_only());
+    let text = format!(
+        "{MIN}[pam]\nmethods = [\"otp\", \"sms\"]\n[pam.service.sudo]\nmethods = [\"mac\"]\n[radius]\nstate_key = \"0123456789abcdef0123\"\nmethods = [\"otp\", \"sms\"]\n[[radius.clients]]\nname = \"vpn\"\naddress = \"10.0.0.1\"\nsecret = \"a-long-shared-secret\"\nmethods = [\"mac\"]\n[[radius.clients]]\nname = \"wifi\"\naddress = \"10.0.0.2\"\nsecret = \"a-long-shared-secret\"\n"
+    );
+    let c = Config::from_toml_str(&text, "test.toml", no_env()).unwrap();
+    assert_eq!(c.pam.methods_for("sshd").to_string(), "otp,sms");
+    assert_eq!(c.pam.methods_for("sudo").to_string(), "mac");
+    let r = c.radius.unwrap();
+    assert_eq!(r.clients[0].methods.to_string(), "mac");
+    assert_eq!(r.clients[1].methods.to_string(), "otp,sms");
+    assert_eq!(
+        (r.sms_trigger.as_str(), r.mac_trigger.as_str()),
+        ("sms", "mac")
+    );
+
+    let e = err_of(&format!(
+        "{MIN}[pam.service.sshd]\nmethods = [\"otp\", \"fax\"]\n"
+    ));
+    assert!(
+        e.contains("pam.service.sshd.methods") && e.contains("unknown method \"fax\""),
+        "{e}"
+    );
+    let e = err_of(&format!("{MIN}[radius]\nmethods = [\"sms\"]\n"));
+    assert!(
+        e.contains("radius.state_key_file") && e.contains("\"sms\""),
+        "{e}"
+    );
+    let e = err_of(&format!(
+        "{MIN}[radius]\nsms_trigger = \"123\"\nstate_key = \"0123456789abcdef0123\"\n"
+    ));
+    assert!(
+        e.contains("radius.sms_trigger") && e.contains("no digits"),
+        "{e}"
+    );
+    let e = err_of(&format!("{MIN}[sxs.methods.send_sms]\nrequest = \"a b\"\n"));
+    assert!(e.contains("sxs.methods.send_sms.request"), "{e}");
+    let e = err_of(&format!(
+        "{MIN}[sxs.methods.validate_mac]\npath = \"relative\"\n"
+    ));
+    assert!(e.contains("sxs.methods.validate_mac.path"), "{e}");
+    let e = err_of(&format!("{MIN}[sms]\nwindow = \"soon\"\n"));
+    assert!(e.contains("sms.window"), "{e}");
+    let e = err_of(&format!("{MIN}[sms]\npam_state_dir = \"run/sxs\"\n"));
+    assert!(e.contains("sms.pam_state_dir"), "{e}");
 }

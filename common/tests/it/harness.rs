@@ -14,6 +14,14 @@ pub fn seed() -> Vec<SeedUser> {
             token_sn: Some(ALICE_SN.into()),
             secret: Some(ALICE_SECRET.into()),
             mobile: Some("+385991234567".into()),
+            sms: Some(true),
+            ..SeedUser::default()
+        },
+        SeedUser {
+            id: "sam".into(),
+            mobile: Some("+385981112233".into()),
+            sms: Some(true),
+            sms_token_sn: Some("3000000001".into()),
             ..SeedUser::default()
         },
         SeedUser {
@@ -59,12 +67,14 @@ pub fn config(servers: &[String], extra: &str) -> Config {
         .last()
         .map(|s| format!("admin_url = \"{s}/SxSAdminWS\"\n"))
         .unwrap_or_default();
-    let mut text = format!("[sxs]\nservers = [{list}]\n{admin}organization_id = \"1\"\n{extra}");
+    let mut text = format!("[sxs]\nservers = [{list}]\n{admin}organization_id = \"1\"\n");
     for (key, default) in [("timeout", "2s"), ("connect_timeout", "500ms")] {
         if !extra.lines().any(|l| l.starts_with(&format!("{key} "))) {
             text.push_str(&format!("{key} = \"{default}\"\n"));
         }
     }
+    // Last, so a table it opens (`[sxs.methods.…]`) takes nothing of the above.
+    text.push_str(extra);
     Config::from_toml_str(
         &text,
         "<test>",

@@ -4,4 +4,5 @@
 mod admin;
 mod harness;
 mod observe;
+mod sms_mac;
 mod validate;
