@@ -208,6 +208,9 @@ pub enum FaultKind {
     Malformed,
     /// The connection is closed with a TCP reset after the request was read.
     Reset,
+    /// A validateOtp exception (wrong OTP) whose message quotes the OTP received, as an SxS
+    /// version or a proxy that echoes its input might: the logs must not repeat it.
+    EchoOtp,
 }
 
 /// Faults applied to SxS calls (not to `/sim/`), set with `POST /sim/faults`.
@@ -485,6 +488,19 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
             }
             abort.notify_one();
             return std::future::pending().await;
+        }
+        Some(FaultKind::EchoOtp) => {
+            state.stats.faults.fetch_add(1, Ordering::Relaxed);
+            let body = auth_body.map(|(_, _, b)| b).unwrap_or_default();
+            let otp = request_element(&body, "validateOtpRequest")
+                .and_then(|r| r.child("otp").map(|e| e.text.clone()))
+                .unwrap_or_default();
+            return soap_exception(
+                "validateOtpResponse",
+                soap::NS_AUTH,
+                codes::WRONG_OTP,
+                &format!("OTP {otp} is not valid for this token"),
+            );
         }
         None => {}
     }

@@ -37,7 +37,8 @@ pub enum Action {
     New,
     /// A retransmission of a request still being processed: discard it silently.
     DropInFlight,
-    /// A retransmission of a request already answered: send these exact bytes again.
+    /// A retransmission of a request already answered: send these exact bytes again (none,
+    /// when the request was processed but no reply could be encoded: then drop it).
     Resend(Vec<u8>),
 }
 

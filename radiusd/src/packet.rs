@@ -272,6 +272,22 @@ pub enum PacketError {
         /// The attribute's Length field.
         length: usize,
     },
+    /// An attribute with no value (Length 2). Every data type RFC 2865 and its successors
+    /// define needs at least one octet (RFC 8044 §3.5, §3.6: "strings of length zero MUST NOT
+    /// be sent"); an empty Proxy-State or Class could not even be echoed back (RFC 2865 §5:
+    /// Length is ≥ 3 for them).
+    #[error(
+        "attribute {index} (type {attr_type}) at offset {offset} is empty (length 2); \
+         RFC 2865 attributes carry at least one octet of value"
+    )]
+    EmptyAttribute {
+        /// 1-based position among the attributes.
+        index: usize,
+        /// The attribute type.
+        attr_type: u8,
+        /// Offset of the attribute header in the packet.
+        offset: usize,
+    },
     /// An attribute that claims more bytes than the packet has left.
     #[error(
         "attribute {index} (type {attr_type}) runs past the end of the packet \
@@ -510,6 +526,13 @@ fn scan_attributes(raw: &[u8]) -> Result<Vec<AttrSpan>, PacketError> {
                 attr_type,
                 offset,
                 length,
+            });
+        }
+        if length == 2 {
+            return Err(PacketError::EmptyAttribute {
+                index,
+                attr_type,
+                offset,
             });
         }
         if length > remaining {
@@ -763,6 +786,37 @@ fn split_text(value: &[u8]) -> Vec<&[u8]> {
         rest = tail;
     }
     pieces
+}
+
+/// Octets `attributes` take once encoded by [`encode_response`] (headers included, Reply-Message
+/// split as it would be), without the header and Message-Authenticator: for checking a reply
+/// fits before deciding to send it. Values that cannot be encoded at all count as too long.
+pub fn encoded_attributes_len(attributes: &[(u8, &[u8])]) -> usize {
+    attributes
+        .iter()
+        .map(|&(attr_type, value)| {
+            if value.len() <= MAX_ATTRIBUTE_VALUE_LEN {
+                value.len().saturating_add(2)
+            } else if attr_type == attr::REPLY_MESSAGE {
+                let pieces = split_text(value);
+                value.len().saturating_add(pieces.len().saturating_mul(2))
+            } else {
+                usize::MAX
+            }
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// Octets every Access-* response to `request` takes before any attribute of its own: the
+/// header, the Message-Authenticator and the Proxy-State copies.
+pub fn response_overhead(request: &Packet) -> usize {
+    let proxy_states = request
+        .proxy_states()
+        .map(|v| v.len().saturating_add(2))
+        .fold(0usize, usize::saturating_add);
+    HEADER_LEN
+        .saturating_add(2 + AUTHENTICATOR_LEN)
+        .saturating_add(proxy_states)
 }
 
 /// Appends one attribute whose value is known to be 1..=253 octets.
@@ -1162,6 +1216,31 @@ mod tests {
     }
 
     #[test]
+    fn empty_attributes_are_refused_at_parse_time() {
+        // An empty Proxy-State used to pass, get its OTP checked, and then make the reply
+        // unencodable (no answer, a spent OTP).
+        for t in [
+            attr::PROXY_STATE,
+            attr::USER_NAME,
+            attr::CLASS,
+            attr::STATE,
+            200,
+        ] {
+            let p = raw_packet(1, 0, &[(attr::USER_PASSWORD, &PW16), (t, b"")]);
+            let e = Packet::parse(&p).unwrap_err();
+            assert_eq!(
+                e,
+                PacketError::EmptyAttribute {
+                    index: 2,
+                    attr_type: t,
+                    offset: 38
+                }
+            );
+            assert!(e.to_string().contains("is empty (length 2)"), "{e}");
+        }
+    }
+
+    #[test]
     fn attribute_running_past_the_end() {
         let mut p = raw_packet(1, 0, &[(attr::USER_PASSWORD, &PW16), (attr::CLASS, b"ab")]);
         p[39] = 5;
@@ -1273,7 +1352,8 @@ mod tests {
 
     #[test]
     fn user_password_length() {
-        for len in [0usize, 1, 15, 17, 31, 33, 144, 253] {
+        // (An empty one is refused earlier, as an empty attribute.)
+        for len in [1usize, 15, 17, 31, 33, 144, 253] {
             let pw = vec![1u8; len];
             let p = raw_packet(1, 0, &[(attr::USER_PASSWORD, &pw)]);
             assert_eq!(

@@ -16,6 +16,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{watch, Semaphore};
 
 use crate::auth;
+use crate::budget::{self, Budget};
 use crate::clients::ClientTable;
 use crate::dedup::{Action, DedupCache, DedupKey, SharedDedupCache};
 use crate::handler::{AccessRequest, Handler, Outcome, Reply};
@@ -44,6 +45,8 @@ pub struct Stats {
     pub challenges: AtomicU64,
     pub status_server: AtomicU64,
     pub accounting: AtomicU64,
+    /// Requests no reply could be encoded for (nothing sent, retransmissions ignored).
+    pub unanswerable: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -61,6 +64,7 @@ pub struct StatsSnapshot {
     pub challenges: u64,
     pub status_server: u64,
     pub accounting: u64,
+    pub unanswerable: u64,
 }
 
 impl Stats {
@@ -83,6 +87,7 @@ impl Stats {
             challenges: g(&self.challenges),
             status_server: g(&self.status_server),
             accounting: g(&self.accounting),
+            unanswerable: g(&self.unanswerable),
         }
     }
 }
@@ -332,6 +337,11 @@ impl<H: Handler> Server<H> {
                 tracing::debug!(client = client.name, %peer, id = packet.identifier(), "retransmission of a request in flight dropped");
                 return;
             }
+            Action::Resend(bytes) if bytes.is_empty() => {
+                // Processed, and no reply could be encoded: ignoring it again is the answer.
+                Stats::bump(&self.stats.duplicate_dropped);
+                return;
+            }
             Action::Resend(bytes) => {
                 Stats::bump(&self.stats.duplicate_resent);
                 if let Err(e) = socket.try_send_to(&bytes, peer) {
@@ -349,6 +359,50 @@ impl<H: Handler> Server<H> {
             );
             return;
         };
+        // Budget: every reply this request could get must fit BEFORE SxS is asked; an answer
+        // that turns out unencodable afterwards would have spent the OTP for nothing.
+        match budget::check(&packet, &rt.settings) {
+            Budget::Fits => {}
+            Budget::BareRejectOnly { needed } => {
+                tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
+                    "the reply would exceed 4096 bytes (Proxy-State too large for reject_message or challenge_prompt): answering Access-Reject without asking SxS");
+                let user = packet
+                    .user_name()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                let outcome = Outcome {
+                    reply: Reply::Reject,
+                    user: user.into_owned(),
+                    decision: "reply-too-large",
+                    verdict: None,
+                    sxs_latency: None,
+                };
+                let job = Answer::new(self, rt.clone(), socket, peer, key, packet, client);
+                tokio::spawn(job.send(outcome, permit));
+                return;
+            }
+            Budget::Nothing { needed } => {
+                tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
+                    "no reply can fit in 4096 bytes (Proxy-State too large): request not answered, retransmissions ignored");
+                self.dedup
+                    .complete(key, &authenticator, Vec::new(), Instant::now());
+                let user = packet
+                    .user_name()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                log_decision(
+                    &client.name,
+                    &user,
+                    Sent::Nothing,
+                    "reply-too-large",
+                    None,
+                    None,
+                    Duration::ZERO,
+                );
+                drop(permit);
+                return;
+            }
+        }
         let password = match packet.user_password() {
             Some(enc) => match auth::decode_user_password(enc, &authenticator, secret) {
                 Ok(p) => Some(Secret::new(p.to_vec())),
@@ -365,33 +419,11 @@ impl<H: Handler> Server<H> {
             password,
             state: packet.state().map(<[u8]>::to_vec),
         };
-        let client_name = client.name.clone();
-        let secret = client.secret.clone();
-        let me = self.clone();
-        let socket = socket.clone();
-        let received = Instant::now();
+        let handler = rt.handler.clone();
+        let job = Answer::new(self, rt.clone(), socket, peer, key, packet, client);
         tokio::spawn(async move {
-            let outcome = rt.handler.handle(request).await;
-            let bytes = me.encode(&rt, &packet, &outcome, secret.expose());
-            if outcome.reply == Reply::Reject {
-                tokio::time::sleep_until((received + rt.settings.reject_delay).into()).await;
-            }
-            match bytes {
-                Some(bytes) => {
-                    // Cached before it is sent: a retransmission that crosses the answer on
-                    // the wire must find it, not an entry still "in flight".
-                    me.dedup
-                        .complete(key, &authenticator, bytes.clone(), Instant::now());
-                    if let Err(e) = socket.send_to(&bytes, peer).await {
-                        tracing::warn!(client = client_name, %peer, error = %e, "send failed");
-                    }
-                }
-                None => {
-                    me.dedup.abandon(key, &authenticator);
-                }
-            }
-            log_decision(&client_name, &outcome, received.elapsed());
-            drop(permit);
+            let outcome = handler.handle(request).await;
+            job.send(outcome, permit).await;
         });
     }
 
@@ -452,48 +484,59 @@ impl<H: Handler> Server<H> {
         }
     }
 
-    /// Encode: the reply with Message-Authenticator first and Proxy-State copied back.
+    /// Encode: the reply with Message-Authenticator first and Proxy-State copied back. A reply
+    /// that cannot be encoded (the budget check makes it unlikely: a handler prompt longer
+    /// than configured) becomes a bare Access-Reject, fail closed; if even that cannot be
+    /// encoded, nothing is sent. Returns what is sent and its bytes (empty: nothing).
     fn encode(
         &self,
         rt: &Runtime<H>,
         packet: &Packet,
         outcome: &Outcome,
         secret: &[u8],
-    ) -> Option<Vec<u8>> {
-        let result = match &outcome.reply {
-            Reply::Accept => {
-                Stats::bump(&self.stats.accepts);
-                crate::packet::encode_response_to(packet, ResponseCode::AccessAccept, &[], secret)
-            }
-            Reply::Reject => {
-                Stats::bump(&self.stats.rejects);
-                crate::packet::encode_response_to(
-                    packet,
-                    ResponseCode::AccessReject,
-                    &[(attr::REPLY_MESSAGE, rt.settings.reject_message.as_bytes())],
-                    secret,
-                )
-            }
-            Reply::Challenge { state, message } => {
-                Stats::bump(&self.stats.challenges);
-                crate::packet::encode_response_to(
-                    packet,
-                    ResponseCode::AccessChallenge,
-                    &[
-                        (attr::REPLY_MESSAGE, message.as_bytes()),
-                        (attr::STATE, state.as_slice()),
-                    ],
-                    secret,
-                )
+    ) -> (Sent, Vec<u8>) {
+        // An empty Reply-Message cannot be sent (RFC 8044 §3.5); leave it out instead.
+        let text =
+            |t: &str| (!t.is_empty()).then_some((attr::REPLY_MESSAGE, t.as_bytes().to_vec()));
+        let (sent, code, attrs): (Sent, ResponseCode, Vec<(u8, Vec<u8>)>) = match &outcome.reply {
+            Reply::Accept => (Sent::Accept, ResponseCode::AccessAccept, vec![]),
+            Reply::Reject => (
+                Sent::Reject,
+                ResponseCode::AccessReject,
+                text(&rt.settings.reject_message).into_iter().collect(),
+            ),
+            Reply::Challenge { state, message } => (
+                Sent::Challenge,
+                ResponseCode::AccessChallenge,
+                text(message)
+                    .into_iter()
+                    .chain([(attr::STATE, state.clone())])
+                    .collect(),
+            ),
+        };
+        let attrs: Vec<(u8, &[u8])> = attrs.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        let result = match crate::packet::encode_response_to(packet, code, &attrs, secret) {
+            Ok(bytes) => Ok((sent, bytes)),
+            Err(e) => {
+                tracing::warn!(error = %e, reply = sent.as_str(), "cannot encode the reply; answering a bare Access-Reject instead");
+                crate::packet::encode_response_to(packet, ResponseCode::AccessReject, &[], secret)
+                    .map(|b| (Sent::Reject, b))
             }
         };
-        match result {
-            Ok(b) => Some(b),
+        let (sent, bytes) = match result {
+            Ok(x) => x,
             Err(e) => {
-                tracing::error!(error = %e, "cannot encode the reply; request dropped");
-                None
+                tracing::error!(error = %e, "cannot encode even a bare Access-Reject; no answer sent, retransmissions ignored");
+                (Sent::Nothing, Vec::new())
             }
+        };
+        match sent {
+            Sent::Accept => Stats::bump(&self.stats.accepts),
+            Sent::Reject => Stats::bump(&self.stats.rejects),
+            Sent::Challenge => Stats::bump(&self.stats.challenges),
+            Sent::Nothing => Stats::bump(&self.stats.unanswerable),
         }
+        (sent, bytes)
     }
 
     fn log_unknown_client(&self, peer: SocketAddr) {
@@ -514,30 +557,130 @@ impl<H: Handler> Server<H> {
     }
 }
 
-fn log_decision(client: &str, o: &Outcome, total: Duration) {
-    let reply = match o.reply {
-        Reply::Accept => "accept",
-        Reply::Reject => "reject",
-        Reply::Challenge { .. } => "challenge",
-    };
-    let (verdict, code) = match &o.verdict {
+/// The encode → send step of one request, with what it needs from the receive step.
+struct Answer<H> {
+    server: Arc<Server<H>>,
+    rt: Arc<Runtime<H>>,
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    key: DedupKey,
+    packet: Packet,
+    client: String,
+    secret: Secret,
+    received: Instant,
+}
+
+impl<H: Handler> Answer<H> {
+    fn new(
+        server: &Arc<Server<H>>,
+        rt: Arc<Runtime<H>>,
+        socket: &Arc<UdpSocket>,
+        peer: SocketAddr,
+        key: DedupKey,
+        packet: Packet,
+        client: &common::config::RadiusClient,
+    ) -> Self {
+        Self {
+            server: server.clone(),
+            rt,
+            socket: socket.clone(),
+            peer,
+            key,
+            packet,
+            client: client.name.clone(),
+            secret: client.secret.clone(),
+            received: Instant::now(),
+        }
+    }
+
+    /// Encodes, waits out the reject delay, caches the answer (or the absence of one) for
+    /// retransmissions, sends it, and logs the reply actually sent.
+    async fn send(self, outcome: Outcome, permit: tokio::sync::OwnedSemaphorePermit) {
+        let (sent, bytes) =
+            self.server
+                .encode(&self.rt, &self.packet, &outcome, self.secret.expose());
+        if sent == Sent::Reject {
+            tokio::time::sleep_until((self.received + self.rt.settings.reject_delay).into()).await;
+        }
+        // Cached before it is sent: a retransmission that crosses the answer on the wire must
+        // find it, not an entry still "in flight". An empty answer is remembered too
+        // (retransmissions are then ignored): the request was processed, and processing it
+        // again could spend the OTP a second time.
+        self.server.dedup.complete(
+            self.key,
+            self.packet.authenticator(),
+            bytes.clone(),
+            Instant::now(),
+        );
+        if !bytes.is_empty() {
+            if let Err(e) = self.socket.send_to(&bytes, self.peer).await {
+                tracing::warn!(client = self.client, peer = %self.peer, error = %e, "send failed");
+            }
+        }
+        log_decision(
+            &self.client,
+            &outcome.user,
+            sent,
+            outcome.decision,
+            outcome.verdict.as_ref(),
+            outcome.sxs_latency,
+            self.received.elapsed(),
+        );
+        drop(permit);
+    }
+}
+
+/// The reply actually sent, for the decision log and the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Accept,
+    Reject,
+    Challenge,
+    /// No reply could be encoded; nothing was sent.
+    Nothing,
+}
+
+impl Sent {
+    fn as_str(self) -> &'static str {
+        match self {
+            Sent::Accept => "accept",
+            Sent::Reject => "reject",
+            Sent::Challenge => "challenge",
+            Sent::Nothing => "none",
+        }
+    }
+}
+
+/// One line per decision. SxS's exception message is NOT logged, only its code: an SxS (or a
+/// proxy in front of it) whose error text quotes the request would put the OTP in the log.
+fn log_decision(
+    client: &str,
+    user: &str,
+    sent: Sent,
+    decision: &str,
+    verdict: Option<&common::Verdict>,
+    sxs_latency: Option<Duration>,
+    total: Duration,
+) {
+    let (verdict_kind, code) = match verdict {
         Some(v) => (v.kind(), v.code().unwrap_or("")),
         None => ("", ""),
     };
-    let cause = match &o.verdict {
+    // Our own description of a transport failure (server, HTTP status, timeout), never text
+    // received from SxS.
+    let cause = match verdict {
         Some(common::Verdict::Unavailable { cause }) => cause.as_str(),
-        Some(common::Verdict::Reject { message, .. }) => message.as_str(),
         _ => "",
     };
     tracing::info!(
         client,
-        user = o.user,
-        reply,
-        decision = o.decision,
-        verdict,
+        user,
+        reply = sent.as_str(),
+        decision,
+        verdict = verdict_kind,
         code,
         cause,
-        sxs_ms = o.sxs_latency.map(|d| d.as_millis() as u64),
+        sxs_ms = sxs_latency.map(|d| d.as_millis() as u64),
         total_ms = total.as_millis() as u64,
         "radius decision"
     );

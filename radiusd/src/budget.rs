@@ -1,0 +1,143 @@
+//! The reply size budget, checked BEFORE the handler runs.
+//!
+//! A reply that cannot be encoded (over 4096 bytes once the request's Proxy-States are copied
+//! back) must never be discovered after SxS was asked: the OTP would be spent with nothing to
+//! show for it, and the NAS would retransmit. So the server asks here first whether every
+//! reply the handler may choose fits; if not, it answers at once with the largest reply that
+//! does (an Access-Reject without Reply-Message) or, if even that cannot fit, with nothing,
+//! and remembers that in the duplicate cache so retransmissions are not processed again.
+
+use common::config::{RadiusMode, RadiusSettings};
+
+use crate::packet::{attr, encoded_attributes_len, response_overhead, Packet, MAX_PACKET_LEN};
+use crate::state::STATE_LEN;
+
+/// What the request's reply budget allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// Every configured reply fits: handle the request.
+    Fits,
+    /// Some reply would not fit, but a bare Access-Reject does: send that, ask nobody.
+    BareRejectOnly {
+        /// Octets the largest configured reply would need.
+        needed: usize,
+    },
+    /// Not even a bare Access-Reject fits (the Proxy-States alone are too large): no reply is
+    /// possible.
+    Nothing {
+        /// Octets a bare Access-Reject would need.
+        needed: usize,
+    },
+}
+
+/// Octets the largest reply the server may send takes in attributes of its own: the Reject
+/// with `reject_message`, or (in challenge mode) the Challenge with `challenge_prompt` and a
+/// State. An Accept carries none. A reply the handler builds beyond these (a longer prompt)
+/// that does not fit is still caught when encoding, and becomes a bare Access-Reject.
+pub fn largest_reply_attributes(settings: &RadiusSettings) -> usize {
+    let reject =
+        encoded_attributes_len(&[(attr::REPLY_MESSAGE, settings.reject_message.as_bytes())]);
+    if settings.mode != RadiusMode::Challenge {
+        return reject;
+    }
+    let state = [0u8; STATE_LEN];
+    let challenge = encoded_attributes_len(&[
+        (attr::REPLY_MESSAGE, settings.challenge_prompt.as_bytes()),
+        (attr::STATE, state.as_slice()),
+    ]);
+    reject.max(challenge)
+}
+
+/// Whether the replies to `request` fit in a RADIUS packet.
+pub fn check(request: &Packet, settings: &RadiusSettings) -> Budget {
+    let overhead = response_overhead(request);
+    if overhead > MAX_PACKET_LEN {
+        return Budget::Nothing { needed: overhead };
+    }
+    let needed = overhead.saturating_add(largest_reply_attributes(settings));
+    if needed > MAX_PACKET_LEN {
+        return Budget::BareRejectOnly { needed };
+    }
+    Budget::Fits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{encode_request, Code};
+    use common::config::{Config, LoadOptions};
+
+    fn settings(extra: &str) -> RadiusSettings {
+        Config::from_toml_str(
+            &format!("[sxs]\nservers = [\"http://127.0.0.1:1\"]\norganization_id = \"1\"\n[radius]\nstate_key = \"0123456789abcdef0123\"\n{extra}"),
+            "<t>",
+            LoadOptions { env_overrides: false },
+        )
+        .unwrap()
+        .radius
+        .unwrap()
+    }
+
+    fn request(proxy_state: usize) -> Packet {
+        let ps = vec![b'p'; 253];
+        let mut attrs: Vec<(u8, &[u8])> = vec![(attr::USER_NAME, b"u"), (attr::STATE, b"s")];
+        for _ in 0..proxy_state / 253 {
+            attrs.push((attr::PROXY_STATE, &ps));
+        }
+        let rest = vec![b'q'; proxy_state % 253];
+        if !rest.is_empty() {
+            attrs.push((attr::PROXY_STATE, &rest));
+        }
+        Packet::parse(&encode_request(Code::AccessRequest, 1, &[0; 16], &attrs, None).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_budget_matches_what_the_encoder_can_produce() {
+        let s = settings("reject_message = \"Authentication failed\"\n");
+        let reject = [(attr::REPLY_MESSAGE, s.reject_message.as_bytes())];
+        let mut seen = [false; 3];
+        for ps in [0, 100, 3000, 3990, 4000, 4010, 4020, 4030, 4036] {
+            let p = request(ps);
+            let full = crate::packet::encode_response_to(
+                &p,
+                crate::packet::ResponseCode::AccessReject,
+                &reject,
+                b"k",
+            );
+            let bare = crate::packet::encode_response_to(
+                &p,
+                crate::packet::ResponseCode::AccessReject,
+                &[],
+                b"k",
+            );
+            match check(&p, &s) {
+                Budget::Fits => {
+                    assert!(full.is_ok(), "{ps}");
+                    seen[0] = true;
+                }
+                Budget::BareRejectOnly { needed } => {
+                    assert!(full.is_err() && bare.is_ok(), "{ps}");
+                    assert!(needed > MAX_PACKET_LEN);
+                    seen[1] = true;
+                }
+                Budget::Nothing { .. } => {
+                    assert!(bare.is_err(), "{ps}");
+                    seen[2] = true;
+                }
+            }
+        }
+        assert_eq!(seen, [true; 3]);
+    }
+
+    #[test]
+    fn challenge_mode_also_budgets_the_prompt_and_state() {
+        let otp = settings("");
+        let challenge = settings("mode = \"challenge\"\n");
+        assert!(largest_reply_attributes(&challenge) > largest_reply_attributes(&otp));
+        assert_eq!(
+            largest_reply_attributes(&challenge),
+            2 + "Enter your one-time password".len() + 2 + STATE_LEN
+        );
+    }
+}
