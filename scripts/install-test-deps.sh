@@ -7,6 +7,8 @@ packages=(
   pkg-config libpam0g-dev
   # real peers of the tests
   pamtester bubblewrap freeradius-utils openssh-server openssh-client sudo sshpass binutils
+  # watches libpam's pam_fail_delay sleep from outside (pam_sxs tests)
+  strace
   # the tested VPN example (examples/vpn/openvpn/test.sh)
   openvpn openvpn-auth-radius openssl iproute2 iputils-ping
   # an independent RFC 6238 implementation, and curl for the demo and docs

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The default prompt.
 pub const DEFAULT_PROMPT: &str = "OTP: ";
@@ -16,6 +17,14 @@ pub const DEFAULT_FORWARD_PROMPT: &str = "Password and OTP: ";
 pub const DEFAULT_OTP_DIGITS: usize = 6;
 /// Upper bound of `prompts=N`.
 pub const MAX_PROMPTS: u32 = 10;
+/// Default `fail_delay=`: pam_unix's 2 s.
+pub const DEFAULT_FAIL_DELAY: Duration = Duration::from_secs(2);
+/// Default `deny_floor=`: the shortest time a refused attempt takes, so that an unenrolled
+/// or unknown user (refused without asking SxS) cannot be told from a wrong OTP by timing.
+/// The same default as the RADIUS server's `reject_delay`.
+pub const DEFAULT_DENY_FLOOR: Duration = Duration::from_secs(1);
+/// Upper bound of `fail_delay=` and `deny_floor=` (milliseconds).
+pub const MAX_DELAY_MS: u64 = 60_000;
 
 /// Where the OTP comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +53,11 @@ pub struct Args {
     pub prompts: u32,
     /// `debug`: more log lines (never secrets).
     pub debug: bool,
+    /// `fail_delay=MS` (`nodelay` = 0): asked of libpam with `pam_fail_delay` on every call,
+    /// like pam_unix; libpam waits about that long (±50 %) before returning a failure.
+    pub fail_delay: Duration,
+    /// `deny_floor=MS`: every refused attempt takes at least this long, whatever the reason.
+    pub deny_floor: Duration,
     /// `syslog_socket=PATH`: send log lines as syslog datagrams to this socket instead of
     /// through syslog(3) and `/dev/log` (tests, containers without `/dev/log`).
     pub syslog_socket: Option<PathBuf>,
@@ -61,10 +75,20 @@ impl Default for Args {
             otp_digits: DEFAULT_OTP_DIGITS,
             prompts: 1,
             debug: false,
+            fail_delay: DEFAULT_FAIL_DELAY,
+            deny_floor: DEFAULT_DENY_FLOOR,
             syslog_socket: None,
             warnings: Vec::new(),
         }
     }
+}
+
+/// `0`–`60000` milliseconds.
+fn parse_ms(v: &str) -> Option<Duration> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|&ms| ms <= MAX_DELAY_MS)
+        .map(Duration::from_millis)
 }
 
 impl Args {
@@ -109,6 +133,21 @@ impl Args {
                     )),
                 },
                 ("debug", None) => args.debug = true,
+                ("nodelay", None) => args.fail_delay = Duration::ZERO,
+                ("fail_delay", Some(v)) => match parse_ms(v) {
+                    Some(d) => args.fail_delay = d,
+                    None => args.warn(format!(
+                        "argument fail_delay= must be milliseconds from 0 to {MAX_DELAY_MS}; using {}",
+                        DEFAULT_FAIL_DELAY.as_millis()
+                    )),
+                },
+                ("deny_floor", Some(v)) => match parse_ms(v) {
+                    Some(d) => args.deny_floor = d,
+                    None => args.warn(format!(
+                        "argument deny_floor= must be milliseconds from 0 to {MAX_DELAY_MS}; using {}",
+                        DEFAULT_DENY_FLOOR.as_millis()
+                    )),
+                },
                 ("syslog_socket", Some(v)) if v.starts_with('/') => {
                     args.syslog_socket = Some(PathBuf::from(v))
                 }
@@ -179,6 +218,39 @@ mod tests {
         assert_eq!(a.otp_digits, 8);
         assert_eq!(a.prompts, 3);
         assert_eq!(a.syslog_socket, Some(PathBuf::from("/run/log.sock")));
+    }
+
+    #[test]
+    fn fail_delay_and_deny_floor() {
+        let a = Args::parse::<&str>(&[]);
+        assert_eq!(
+            (a.fail_delay, a.deny_floor),
+            (Duration::from_secs(2), Duration::from_secs(1))
+        );
+        let a = Args::parse(&["fail_delay=3500", "deny_floor=250"]);
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        assert_eq!(
+            (a.fail_delay, a.deny_floor),
+            (Duration::from_millis(3500), Duration::from_millis(250))
+        );
+        assert_eq!(Args::parse(&["nodelay"]).fail_delay, Duration::ZERO);
+        for bad in [
+            "fail_delay=2s",
+            "fail_delay=60001",
+            "deny_floor=-1",
+            "deny_floor=",
+        ] {
+            let a = Args::parse(&[bad]);
+            assert_eq!(a.warnings.len(), 1, "{bad}");
+            assert!(
+                a.warnings[0].contains("milliseconds from 0 to 60000"),
+                "{bad}"
+            );
+            assert_eq!(
+                (a.fail_delay, a.deny_floor),
+                (DEFAULT_FAIL_DELAY, DEFAULT_DENY_FLOOR)
+            );
+        }
     }
 
     #[test]

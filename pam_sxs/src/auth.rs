@@ -128,6 +128,16 @@ pub fn authenticate<P: Pam, B: Backend>(
     for w in &args.warnings {
         pam.log(Level::Warning, w);
     }
+    // Like pam_unix: asked at the start, so every failure below (and of any module stacked
+    // with us) is slowed down; libpam applies the largest delay requested.
+    if !args.fail_delay.is_zero() {
+        if let Err(code) = pam.fail_delay(args.fail_delay) {
+            pam.log(
+                Level::Warning,
+                &format!("pam_fail_delay failed: {}", code.name()),
+            );
+        }
+    }
     let mut ctx = Context {
         service: pam.item(Item::Service).unwrap_or_default(),
         user: String::new(),
@@ -220,35 +230,34 @@ pub fn authenticate<P: Pam, B: Backend>(
         Mapping::Invalid { reason } => Target::Invalid(reason),
     };
 
-    let session = match &target {
-        Target::Known(_) => {
-            let (collector, events) = Collector::new(args.debug);
-            let built = logging::with_collector(collector, || backend.build(&cfg));
-            for (level, line) in logging::drain(&events) {
-                pam.log(level, &line);
+    // Built for every user, enrolled or not: building it takes time before the prompt, and
+    // who is enrolled must not show in how soon the prompt appears.
+    let session = {
+        let (collector, events) = Collector::new(args.debug);
+        let built = logging::with_collector(collector, || backend.build(&cfg));
+        for (level, line) in logging::drain(&events) {
+            pam.log(level, &line);
+        }
+        let verifier = match built {
+            Ok(v) => v,
+            Err(e) => {
+                pam.log(
+                    Level::Err,
+                    &format!(
+                        "SxS client unusable, refusing with PAM_AUTHINFO_UNAVAIL: {}",
+                        logging::sanitize(&e.to_string())
+                    ),
+                );
+                return PamCode::AuthInfoUnavail;
             }
-            let verifier = match built {
-                Ok(v) => v,
-                Err(e) => {
-                    pam.log(
-                        Level::Err,
-                        &format!(
-                            "SxS client unusable, refusing with PAM_AUTHINFO_UNAVAIL: {}",
-                            logging::sanitize(&e.to_string())
-                        ),
-                    );
-                    return PamCode::AuthInfoUnavail;
-                }
-            };
-            match Session::new(verifier) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    pam.log(Level::Err, &format!("cannot start the async runtime: {e}"));
-                    return PamCode::SystemErr;
-                }
+        };
+        match Session::new(verifier) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                pam.log(Level::Err, &format!("cannot start the async runtime: {e}"));
+                return PamCode::SystemErr;
             }
         }
-        Target::Unenrolled | Target::Invalid(_) => None,
     };
 
     let prompt = args
@@ -325,6 +334,15 @@ pub fn authenticate<P: Pam, B: Backend>(
             target = Target::Unenrolled;
         }
         let code = result_of(decision);
+        if code == PamCode::AuthErr {
+            // The deny floor: an unenrolled or invalid user is refused without asking SxS; a
+            // wrong OTP costs an SxS round trip. Every refusal takes at least as long, so the
+            // difference does not show.
+            let pad = args.deny_floor.saturating_sub(started.elapsed());
+            if !pad.is_zero() {
+                pam.pause(pad);
+            }
+        }
         log_decision(
             pam,
             &ctx,

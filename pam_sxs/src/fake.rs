@@ -33,6 +33,10 @@ pub struct FakePam {
     pub logs: Vec<(Level, String)>,
     /// Everything "typed" (answers and a preset authtok): must never be logged.
     pub typed: Vec<String>,
+    /// Every `pam_fail_delay` requested.
+    pub fail_delays: Vec<std::time::Duration>,
+    /// Every pause requested (not waited).
+    pub pauses: Vec<std::time::Duration>,
 }
 
 impl FakePam {
@@ -48,6 +52,8 @@ impl FakePam {
             script: VecDeque::new(),
             logs: Vec::new(),
             typed: Vec::new(),
+            fail_delays: Vec::new(),
+            pauses: Vec::new(),
         }
     }
 
@@ -149,6 +155,15 @@ impl Pam for FakePam {
 
     fn log(&mut self, level: Level, line: &str) {
         self.logs.push((level, line.to_string()));
+    }
+
+    fn fail_delay(&mut self, delay: std::time::Duration) -> PamResult<()> {
+        self.fail_delays.push(delay);
+        Ok(())
+    }
+
+    fn pause(&mut self, duration: std::time::Duration) {
+        self.pauses.push(duration);
     }
 }
 

@@ -31,6 +31,7 @@ const PAM_AUTHTOK: c_int = 6;
 unsafe extern "C" {
     fn pam_set_item(pamh: *mut PamHandle, item_type: c_int, item: *const c_void) -> c_int;
     fn pam_syslog(pamh: *const PamHandle, priority: c_int, fmt: *const c_char, ...);
+    fn pam_fail_delay(pamh: *mut PamHandle, musec_delay: std::ffi::c_uint) -> c_int;
 }
 
 /// Runs a hook body; a panic becomes `PAM_SYSTEM_ERR` (fail closed) and never unwinds into C.
@@ -166,6 +167,22 @@ impl Pam for RealPam<'_> {
         conv.send(style, text)
             .map(|_| ())
             .map_err(|code| PamCode::from_raw(code as c_int))
+    }
+
+    fn fail_delay(&mut self, delay: std::time::Duration) -> PamResult<()> {
+        let usec = std::ffi::c_uint::try_from(delay.as_micros()).unwrap_or(std::ffi::c_uint::MAX);
+        let handle: *mut PamHandle = &mut *self.handle;
+        // SAFETY: `handle` is the live handle of this hook call; pam_fail_delay only records
+        // the number in it.
+        let rc = unsafe { pam_fail_delay(handle, usec) };
+        match PamCode::from_raw(rc) {
+            PamCode::Success => Ok(()),
+            code => Err(code),
+        }
+    }
+
+    fn pause(&mut self, duration: std::time::Duration) {
+        std::thread::sleep(duration);
     }
 
     fn log(&mut self, level: Level, line: &str) {

@@ -63,4 +63,9 @@ pub trait Pam {
     fn message(&mut self, style: Style, text: &str) -> PamResult<()>;
     /// Writes one line to syslog (authpriv). Never given a secret.
     fn log(&mut self, level: Level, line: &str);
+    /// `pam_fail_delay`: asks libpam to wait about this long (it randomises ±50 %) before it
+    /// returns a failure to the application; libpam keeps the largest delay any module asked.
+    fn fail_delay(&mut self, delay: std::time::Duration) -> PamResult<()>;
+    /// Waits, blocking (the deny floor). A parameter so tests do not wait.
+    fn pause(&mut self, duration: std::time::Duration);
 }

@@ -661,3 +661,61 @@ fn real_client_unreachable_follows_failmode() {
         );
     }
 }
+
+#[test]
+fn a_fail_delay_is_requested_at_the_start_like_pam_unix() {
+    let c = Conf::new("");
+    for (more, want) in [
+        (&[][..], vec![Duration::from_secs(2)]),
+        (&["fail_delay=500"][..], vec![Duration::from_millis(500)]),
+        (&["nodelay"][..], vec![]),
+        (&["fail_delay=0"][..], vec![]),
+    ] {
+        let b = Scripted::new([accept()]);
+        let mut pam = FakePam::new("alice").prompt(OTP, "123456");
+        assert_eq!(run(&mut pam, &c.args(more), &b), PamCode::Success);
+        assert_eq!(pam.fail_delays, want, "{more:?}");
+    }
+}
+
+/// Issue #12 defect 8: an unenrolled user is refused without an SxS call; a wrong OTP costs a
+/// round trip. Both are padded to the same floor, so timing does not tell who is enrolled.
+#[test]
+fn every_refusal_is_padded_to_the_deny_floor_and_an_accept_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("tokens.map");
+    std::fs::write(&map, "alice 2000038252\n").unwrap();
+    let c = Conf::new(&format!(
+        "[identity]\nsend = \"token_sn\"\ntoken_map = \"{}\"\n",
+        map.display()
+    ));
+    let floor = Duration::from_secs(1);
+    let mut pauses = Vec::new();
+    for (user, verdicts) in [("alice", vec![reject(codes::WRONG_OTP)]), ("carol", vec![])] {
+        let b = Scripted::new(verdicts);
+        let mut pam = FakePam::new(user)
+            .prompt(OTP, "123456")
+            .message(Style::Error, DENIED_MESSAGE);
+        assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
+        assert_eq!(pam.pauses.len(), 1, "{user}");
+        assert!(
+            pam.pauses[0] > Duration::ZERO && pam.pauses[0] <= floor,
+            "{user}"
+        );
+        pauses.push(pam.pauses[0]);
+    }
+    let b = Scripted::new([accept()]);
+    let mut pam = FakePam::new("alice").prompt(OTP, "123456");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert!(pam.pauses.is_empty());
+    // deny_floor=0 turns it off.
+    let b = Scripted::new([]);
+    let mut pam = FakePam::new("carol")
+        .prompt(OTP, "123456")
+        .message(Style::Error, DENIED_MESSAGE);
+    assert_eq!(
+        run(&mut pam, &c.args(&["deny_floor=0"]), &b),
+        PamCode::AuthErr
+    );
+    assert!(pam.pauses.is_empty());
+}

@@ -393,6 +393,70 @@ pub const AUTH_ERR: &str = "Authentication failure";
 pub const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
 pub const AUTHTOK_RECOVERY_ERR: &str = "Authentication information cannot be recovered";
 
+/// `pamtester SERVICE USER authenticate` under bubblewrap and strace, which records every sleep
+/// of the process: libpam's `pam_fail_delay` wait (a `select` on no descriptors) and the
+/// module's own (`clock_nanosleep`), seen from outside. Gives the sleeps' lengths in order.
+pub fn pamtester_sleeps(
+    pam_dir: &PamDir,
+    service: &str,
+    user: &str,
+    stdin: &str,
+) -> (Tested, Vec<std::time::Duration>) {
+    require_root();
+    require("pamtester", "pamtester");
+    require("strace", "strace");
+    let dir = tempdir();
+    let trace = dir.path().join("trace");
+    let mut child = bwrap(pam_dir.path())
+        .arg("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=nanosleep,clock_nanosleep,select,pselect6",
+            "-o",
+        ])
+        .arg(&trace)
+        .args(["pamtester", "-v", service, user, "authenticate"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    let sleeps = text
+        .lines()
+        .filter(|l| l.contains("nanosleep(") || l.contains("select6(0, NULL, NULL, NULL,"))
+        .filter_map(|l| {
+            let num = |key: &str| -> Option<u64> {
+                let rest = &l[l.find(key)? + key.len()..];
+                rest[..rest.find(|c: char| !c.is_ascii_digit())?]
+                    .parse()
+                    .ok()
+            };
+            Some(std::time::Duration::new(
+                num("tv_sec=")?,
+                u32::try_from(num("tv_nsec=")?).ok()?,
+            ))
+        })
+        .collect();
+    (
+        Tested {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        sleeps,
+    )
+}
+
 /// `pamtester SERVICE USER authenticate` under bubblewrap, `stdin` as the user's typing.
 pub fn pamtester(pam_dir: &PamDir, service: &str, user: &str, stdin: &str) -> Tested {
     pamtester_ops(pam_dir, service, user, &["authenticate"], stdin)

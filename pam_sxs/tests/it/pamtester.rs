@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use crate::harness::{
-    self, log_sink, pamtester, pamtester_ops, typed, write_config, PamDir, Sim, TestUser,
-    AUTHINFO_UNAVAIL, AUTHTOK_RECOVERY_ERR, AUTH_ERR,
+    self, log_sink, pamtester, pamtester_ops, pamtester_sleeps, typed, write_config, PamDir, Sim,
+    TestUser, AUTHINFO_UNAVAIL, AUTHTOK_RECOVERY_ERR, AUTH_ERR,
 };
 
 /// One scenario: a simulator, a config, a private `/etc/pam.d` with one service.
@@ -521,4 +521,82 @@ fn example_sudo_stack_asks_for_password_then_otp() {
         &format!("{password}\n{}\n", c.sim.wrong_otp(u)),
     );
     assert!(r.failed_with(AUTH_ERR), "{r:?}");
+}
+
+/// Issue #12 defect 7: a failure delay is asked of libpam (pam_fail_delay, 2 s by default like
+/// pam_unix). Seen from outside with strace: libpam itself sleeps its randomised 1–3 s before
+/// returning the failure; with `nodelay`, or on success, it does not.
+#[test]
+fn libpam_delays_a_failure_as_the_module_asked() {
+    let long = |sleeps: &[std::time::Duration]| {
+        sleeps
+            .iter()
+            .filter(|d| d.as_secs() >= 1)
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let c = Case::new(
+        &["alice"],
+        "",
+        "auth required {module} config={config} deny_floor=0\n",
+    );
+    let (r, sleeps) = pamtester_sleeps(
+        &c.pam,
+        &c.service,
+        "alice",
+        &format!("{}\n", c.sim.wrong_otp("alice")),
+    );
+    assert!(r.failed_with(AUTH_ERR), "{r:?}");
+    let l = long(&sleeps);
+    assert_eq!(l.len(), 1, "libpam's fail delay: {sleeps:?}");
+    assert!(l[0].as_secs_f64() < 3.0, "{sleeps:?}");
+    let (r, sleeps) = pamtester_sleeps(
+        &c.pam,
+        &c.service,
+        "alice",
+        &format!("{}\n", c.sim.otp("alice")),
+    );
+    assert!(r.ok, "{r:?}");
+    assert_eq!(long(&sleeps), vec![], "no delay on success");
+
+    let c = Case::new(
+        &["alice"],
+        "",
+        "auth required {module} config={config} deny_floor=0 nodelay\n",
+    );
+    let (r, sleeps) = pamtester_sleeps(
+        &c.pam,
+        &c.service,
+        "alice",
+        &format!("{}\n", c.sim.wrong_otp("alice")),
+    );
+    assert!(r.failed_with(AUTH_ERR), "{r:?}");
+    assert_eq!(long(&sleeps), vec![], "nodelay");
+}
+
+/// Issue #12 defect 8: an unenrolled user (refused without asking SxS) and a wrong OTP both
+/// wait out the deny floor in the module, seen with strace; the SxS call count shows which of
+/// them asked SxS.
+#[test]
+fn unenrolled_and_wrong_otp_both_wait_out_the_deny_floor() {
+    let c = Case::new(
+        &["alice"],
+        "",
+        "auth required {module} config={config} nodelay deny_floor=700\n",
+    );
+    let floor = std::time::Duration::from_millis(700);
+    for (user, otp, calls) in [
+        ("alice", c.sim.wrong_otp("alice"), 1),
+        ("mallory", typed("123456"), 2),
+    ] {
+        let (r, sleeps) = pamtester_sleeps(&c.pam, &c.service, user, &format!("{otp}\n"));
+        assert!(r.failed_with(AUTH_ERR), "{r:?}");
+        // The pause is the floor less the time the attempt took, so just under it.
+        let paused: Vec<_> = sleeps
+            .iter()
+            .filter(|d| **d > floor / 2 && **d <= floor)
+            .collect();
+        assert_eq!(paused.len(), 1, "{user}: {sleeps:?}");
+        assert_eq!(c.sim.stats().validate_otp, calls, "{user}");
+    }
 }
