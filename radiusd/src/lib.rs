@@ -10,6 +10,7 @@ pub mod budget;
 pub mod clients;
 pub mod dedup;
 pub mod handler;
+pub mod log_limit;
 pub mod packet;
 pub mod server;
 pub mod state;

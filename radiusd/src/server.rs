@@ -20,6 +20,7 @@ use crate::budget::{self, Budget};
 use crate::clients::ClientTable;
 use crate::dedup::{Action, DedupCache, DedupKey, SharedDedupCache};
 use crate::handler::{AccessRequest, Handler, Outcome, Reply};
+use crate::log_limit::{Admit, LogLimiter};
 use crate::packet::{attr, Code, Packet, ResponseCode, MAX_PACKET_LEN};
 
 /// Everything a reload replaces.
@@ -103,6 +104,8 @@ pub struct Server<H> {
     sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
     /// Unix second of the last "unknown client" log line (rate limit).
     unknown_logged_at: AtomicU64,
+    /// Per client and reason, at most one warning per window (log_limit).
+    log_limit: LogLimiter,
 }
 
 /// Binds one UDP socket per address. IPv6 sockets are IPv6-only, so `0.0.0.0:1812` and
@@ -149,6 +152,7 @@ impl<H: Handler> Server<H> {
             stats: Stats::default(),
             sockets: socks,
             unknown_logged_at: AtomicU64::new(0),
+            log_limit: LogLimiter::default(),
         }))
     }
 
@@ -209,6 +213,9 @@ impl<H: Handler> Server<H> {
                 loop {
                     tick.tick().await;
                     me.dedup.purge(Instant::now());
+                    for (client, reason, n) in me.log_limit.flush(Instant::now()) {
+                        log_suppressed(&client, reason, n);
+                    }
                 }
             })
         };
@@ -274,7 +281,9 @@ impl<H: Handler> Server<H> {
             Ok(p) => p,
             Err(e) => {
                 Stats::bump(&self.stats.malformed);
-                tracing::warn!(client = client.name, %peer, error = %e, "malformed packet dropped");
+                if self.limited(&client.name, "malformed") {
+                    tracing::warn!(client = client.name, %peer, error = %e, "malformed packet dropped");
+                }
                 return;
             }
         };
@@ -287,8 +296,10 @@ impl<H: Handler> Server<H> {
             auth::check_message_authenticator(&packet, secret, client.require_message_authenticator)
         {
             Stats::bump(&self.stats.bad_authenticator);
-            tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e,
-                "packet dropped: Message-Authenticator missing or wrong (wrong shared secret?)");
+            if self.limited(&client.name, "bad-authenticator") {
+                tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e,
+                    "packet dropped: Message-Authenticator missing or wrong (wrong shared secret?)");
+            }
             return;
         }
         if client.limit_proxy_state
@@ -296,7 +307,9 @@ impl<H: Handler> Server<H> {
             && packet.proxy_states().next().is_some()
         {
             Stats::bump(&self.stats.bad_authenticator);
-            tracing::warn!(client = client.name, %peer, "packet dropped: Proxy-State without Message-Authenticator (limit_proxy_state)");
+            if self.limited(&client.name, "proxy-state-without-ma") {
+                tracing::warn!(client = client.name, %peer, "packet dropped: Proxy-State without Message-Authenticator (limit_proxy_state)");
+            }
             return;
         }
         if packet.code() == Code::StatusServer {
@@ -312,10 +325,12 @@ impl<H: Handler> Server<H> {
                     let _ = socket.try_send_to(&bytes, peer);
                 }
             } else {
-                tracing::warn!(
-                    client = client.name,
-                    "Status-Server not answered: no SxS server is reachable"
-                );
+                if self.limited(&client.name, "status-server-not-ready") {
+                    tracing::warn!(
+                        client = client.name,
+                        "Status-Server not answered: no SxS server is reachable"
+                    );
+                }
             }
             return;
         }
@@ -353,10 +368,12 @@ impl<H: Handler> Server<H> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.dedup.abandon(key, &authenticator);
             Stats::bump(&self.stats.overload_dropped);
-            tracing::warn!(
-                client = client.name,
-                "overloaded: max_in_flight reached, request dropped"
-            );
+            if self.limited(&client.name, "overloaded") {
+                tracing::warn!(
+                    client = client.name,
+                    "overloaded: max_in_flight reached, request dropped"
+                );
+            }
             return;
         };
         // Budget: every reply this request could get must fit BEFORE SxS is asked; an answer
@@ -364,8 +381,10 @@ impl<H: Handler> Server<H> {
         match budget::check(&packet, &rt.settings) {
             Budget::Fits => {}
             Budget::BareRejectOnly { needed } => {
-                tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
-                    "the reply would exceed 4096 bytes (Proxy-State too large for reject_message or challenge_prompt): answering Access-Reject without asking SxS");
+                if self.limited(&client.name, "reply-too-large") {
+                    tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
+                        "the reply would exceed 4096 bytes (Proxy-State too large for reject_message or challenge_prompt): answering Access-Reject without asking SxS");
+                }
                 let user = packet
                     .user_name()
                     .map(String::from_utf8_lossy)
@@ -382,8 +401,10 @@ impl<H: Handler> Server<H> {
                 return;
             }
             Budget::Nothing { needed } => {
-                tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
-                    "no reply can fit in 4096 bytes (Proxy-State too large): request not answered, retransmissions ignored");
+                if self.limited(&client.name, "no-reply-fits") {
+                    tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
+                        "no reply can fit in 4096 bytes (Proxy-State too large): request not answered, retransmissions ignored");
+                }
                 self.dedup
                     .complete(key, &authenticator, Vec::new(), Instant::now());
                 let user = packet
@@ -445,7 +466,9 @@ impl<H: Handler> Server<H> {
         let secret = client.secret.expose();
         if let Err(e) = auth::verify_accounting_request(packet, secret) {
             Stats::bump(&self.stats.bad_authenticator);
-            tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e, "Accounting-Request dropped");
+            if self.limited(&client.name, "bad-accounting") {
+                tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e, "Accounting-Request dropped");
+            }
             return;
         }
         match crate::packet::encode_response_to(
@@ -539,6 +562,18 @@ impl<H: Handler> Server<H> {
         (sent, bytes)
     }
 
+    /// Whether a per-packet warning of `reason` from `client` is to be logged now (at most one
+    /// per client, reason and 10 s; what was swallowed is reported as a count).
+    fn limited(&self, client: &str, reason: &'static str) -> bool {
+        match self.log_limit.admit(client, reason, Instant::now()) {
+            Admit::Suppress => false,
+            Admit::Log { suppressed } => {
+                log_suppressed(client, reason, suppressed);
+                true
+            }
+        }
+    }
+
     fn log_unknown_client(&self, peer: SocketAddr) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -627,6 +662,18 @@ impl<H: Handler> Answer<H> {
             self.received.elapsed(),
         );
         drop(permit);
+    }
+}
+
+/// The count of warnings [`LogLimiter`] swallowed, if any.
+fn log_suppressed(client: &str, reason: &str, suppressed: u64) {
+    if suppressed > 0 {
+        tracing::warn!(
+            client,
+            reason,
+            suppressed,
+            "{suppressed} more \"{reason}\" warnings from this client suppressed (logged at most every 10 s per client and reason)"
+        );
     }
 }
 

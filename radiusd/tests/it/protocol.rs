@@ -311,3 +311,46 @@ fn an_sxs_message_quoting_the_otp_never_reaches_the_log() {
     assert!(logs.contains("code=\"2010\""), "{logs}");
     assert!(!logs.contains(otp), "the OTP reached the log:\n{logs}");
 }
+
+/// Issue #12 defect 4: every malformed datagram from a configured client used to write a WARN
+/// line (186 000 lines from a 9-second burst). Now one line per client and reason per 10 s;
+/// the rest are counted (reported as "N more suppressed", see log_limit's tests).
+#[test]
+fn a_burst_of_bad_packets_from_a_known_client_logs_one_line_per_reason() {
+    let sim = Sim::start();
+    let r = Radiusd::start(&config_text(&sim.url(), "", None), "127.0.0.1:0");
+    let c = Client::new(&r);
+    let good = access_request(7, [9u8; 16], "alice", "123456", &[]);
+    let mut bad_ma = good.clone();
+    let n = bad_ma.len();
+    bad_ma[n - 1] ^= 1;
+    for i in 0..2000u32 {
+        let mut short = good[..19].to_vec();
+        short[1] = i as u8;
+        c.send(&short);
+        c.send(&bad_ma);
+    }
+    // The socket is read in order: once this is answered, the burst was processed.
+    let ok = access_request(8, [10u8; 16], "alice", &sim.otp("alice"), &[]);
+    c.send(&ok);
+    let resp = c.recv().expect("still serving");
+    assert_eq!(
+        verify_response(&resp, &[10u8; 16], SECRET.as_bytes())
+            .unwrap()
+            .code(),
+        Code::AccessAccept
+    );
+    r.wait_for_log("radius decision");
+    let logs = r.logs();
+    assert_eq!(
+        logs.matches("malformed packet dropped").count(),
+        1,
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("Message-Authenticator missing or wrong")
+            .count(),
+        1,
+        "{logs}"
+    );
+}
