@@ -51,6 +51,9 @@ pub struct Args {
     pub otp_digits: usize,
     /// `prompts=N` (1–10): how many OTPs the user may type before the module gives up.
     pub prompts: u32,
+    /// `methods=otp,sms,mac`: the methods of this stack line, overriding the configuration's
+    /// `[pam] methods` and `[pam.service.NAME] methods`.
+    pub methods: Option<common::Methods>,
     /// `debug`: more log lines (never secrets).
     pub debug: bool,
     /// `fail_delay=MS` (`nodelay` = 0): asked of libpam with `pam_fail_delay` on every call,
@@ -74,6 +77,7 @@ impl Default for Args {
             forward_pass: false,
             otp_digits: DEFAULT_OTP_DIGITS,
             prompts: 1,
+            methods: None,
             debug: false,
             fail_delay: DEFAULT_FAIL_DELAY,
             deny_floor: DEFAULT_DENY_FLOOR,
@@ -132,6 +136,16 @@ impl Args {
                         "argument prompts= must be a number from 1 to {MAX_PROMPTS}; using 1"
                     )),
                 },
+                ("methods", Some(v)) => {
+                    let list: Vec<&str> = v.split(',').map(str::trim).collect();
+                    match common::Methods::parse(&list) {
+                        Ok(m) => args.methods = Some(m),
+                        Err(e) => args.warn(format!(
+                            "argument methods= {}; the configuration's methods apply",
+                            crate::logging::sanitize(&e)
+                        )),
+                    }
+                }
                 ("debug", None) => args.debug = true,
                 ("nodelay", None) => args.fail_delay = Duration::ZERO,
                 ("fail_delay", Some(v)) => match parse_ms(v) {
@@ -207,6 +221,7 @@ mod tests {
             "forward_pass",
             "otp_digits=8",
             "prompts=3",
+            "methods=otp,sms",
             "debug",
             "syslog_socket=/run/log.sock",
         ]);
@@ -217,6 +232,10 @@ mod tests {
         assert!(a.forward_pass && a.debug);
         assert_eq!(a.otp_digits, 8);
         assert_eq!(a.prompts, 3);
+        assert_eq!(
+            a.methods.as_ref().map(|m| m.to_string()).as_deref(),
+            Some("otp,sms")
+        );
         assert_eq!(a.syslog_socket, Some(PathBuf::from("/run/log.sock")));
     }
 
@@ -283,13 +302,23 @@ mod tests {
             "prompt=",
             "frobnicate=hunter2",
             "syslog_socket=rel",
+            "methods=otp,fax",
+            "methods=",
         ]);
         assert_eq!(a.otp_digits, DEFAULT_OTP_DIGITS);
         assert_eq!(a.prompts, 1);
         assert_eq!(a.config, PathBuf::from("/etc/sxs/sxs.toml"));
         assert_eq!(a.prompt, None);
         assert_eq!(a.syslog_socket, None);
-        assert_eq!(a.warnings.len(), 7, "{:?}", a.warnings);
+        assert_eq!(a.methods, None);
+        assert_eq!(a.warnings.len(), 9, "{:?}", a.warnings);
+        assert!(
+            a.warnings
+                .iter()
+                .any(|w| w.contains("methods=") && w.contains("\"fax\"")),
+            "{:?}",
+            a.warnings
+        );
         assert!(a.warnings.iter().any(|w| w.contains("\"frobnicate\"")));
         assert!(
             !a.warnings.iter().any(|w| w.contains("hunter2")),

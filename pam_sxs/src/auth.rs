@@ -1,20 +1,27 @@
-//! One authentication: who is it, is the user exempt or unenrolled, get the OTP, one call into
-//! `common`, a PAM code. Generic over [`Pam`] (the handle) and [`Backend`] (what checks the
-//! OTP), so all of it is unit-tested without libpam.
+//! One authentication: who is it, is the user exempt or unenrolled, which method (an mToken OTP,
+//! a code sent by SMS, a MAC over a shown input), one call into `common` per answer, a PAM code.
+//! Generic over [`Pam`] (the handle) and [`Backend`] (the SxS calls, the clock and the nonce),
+//! so all of it is unit-tested without libpam.
 #![forbid(unsafe_code)]
 
 use std::ffi::c_int;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::{FailMode, LoadOptions};
+use common::method::group_digits;
 use common::secret::otp_is_well_formed;
 use common::{codes, Config, Decision, Identity, IdentityMapper, Mapping, Secret, SxsClient};
-use common::{Verdict, Verifier};
+use common::{Method, Methods, Verdict};
+use rand::TryRngCore;
 
 use crate::args::{Args, FirstPass};
+use crate::calls::SxsCalls;
 use crate::code::{PamCode, PamResult};
 use crate::logging::{self, field, Collector};
+use crate::mac_input::{self, Binding};
 use crate::pam::{Item, Level, Pam, Style};
+use crate::sms;
 
 /// What every refused user reads, whatever the reason (wrong OTP, unknown user, locked token):
 /// it must not tell whether the user exists.
@@ -41,10 +48,28 @@ impl Flags {
     }
 }
 
-/// Builds what checks OTPs, from the configuration.
+/// What the module needs from outside itself besides PAM: the SxS calls (built from the
+/// configuration), the time and fresh randomness (parameters, so tests control them).
 pub trait Backend {
-    type Verifier: Verifier;
-    fn build(&self, cfg: &Config) -> common::Result<Self::Verifier>;
+    type Calls: SxsCalls;
+    fn build(&self, cfg: &Config) -> common::Result<Self::Calls>;
+
+    /// Unix seconds now: the SMS send limit and the MAC input.
+    fn now_unix(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// A fresh random nonce for one MAC input.
+    fn nonce(&self) -> Result<[u8; 16], String> {
+        let mut n = [0u8; 16];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut n)
+            .map_err(|e| format!("no randomness from the OS: {e}"))?;
+        Ok(n)
+    }
 }
 
 /// The real backend: `common`'s SxS client.
@@ -52,39 +77,38 @@ pub trait Backend {
 pub struct SxsBackend;
 
 impl Backend for SxsBackend {
-    type Verifier = SxsClient;
+    type Calls = SxsClient;
     fn build(&self, cfg: &Config) -> common::Result<SxsClient> {
         SxsClient::new(&cfg.sxs)
     }
 }
 
-/// A verifier and the current-thread runtime it runs on, both made for one `pam_sm_authenticate`
-/// call and dropped at its end: no thread is left behind in sshd or sudo, nothing survives a
-/// fork. One runtime serves every attempt of the call, so the connection of the first attempt
-/// can be reused by the next.
-struct Session<V> {
+/// The SxS calls and the current-thread runtime they run on, both made for one
+/// `pam_sm_authenticate` call and dropped at its end: no thread is left behind in sshd or sudo,
+/// nothing survives a fork. One runtime serves every attempt of the call, so the connection of
+/// the first attempt can be reused by the next.
+struct Session<C> {
     // Field order is drop order: the client (and its pooled connections) before the runtime.
-    verifier: V,
+    calls: C,
     runtime: tokio::runtime::Runtime,
 }
 
-impl<V: Verifier> Session<V> {
-    fn new(verifier: V) -> std::io::Result<Self> {
+impl<C: SxsCalls> Session<C> {
+    fn new(calls: C) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        Ok(Session { verifier, runtime })
+        Ok(Session { calls, runtime })
     }
 
-    fn verify<P: Pam>(&self, pam: &mut P, debug: bool, id: &Identity, otp: &Secret) -> Verdict {
+    /// Runs one call to completion, `common`'s log events forwarded to syslog.
+    fn run<P: Pam, T>(&self, pam: &mut P, debug: bool, call: impl Future<Output = T>) -> T {
         let (collector, events) = Collector::new(debug);
-        let verdict = logging::with_collector(collector, || {
-            self.runtime.block_on(self.verifier.verify(id, otp))
-        });
+        let out = logging::with_collector(collector, || self.runtime.block_on(call));
         for (level, line) in logging::drain(&events) {
             pam.log(level, &line);
         }
-        verdict
+        out
     }
 }
 
@@ -117,6 +141,35 @@ impl Context {
         )
     }
 }
+
+/// What one attempt did: the method used, SxS's (or a local) verdict, and extra fields for
+/// the decision line (never a secret: the masked mobile, the MAC input).
+struct Tried {
+    method: Method,
+    verdict: Verdict,
+    note: String,
+}
+
+impl Tried {
+    fn new(method: Method, verdict: Verdict) -> Self {
+        Self {
+            method,
+            verdict,
+            note: String::new(),
+        }
+    }
+}
+
+/// A refusal decided here, without a call.
+fn local_reject(code: &str, message: &str) -> Verdict {
+    Verdict::Reject {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+/// Code of a refusal because the SMS limit's state directory cannot be used (fail closed).
+pub const LOCAL_SMS_LIMIT_STATE: &str = "local:sms-limit-state";
 
 /// `pam_sm_authenticate`.
 pub fn authenticate<P: Pam, B: Backend>(
@@ -260,19 +313,53 @@ pub fn authenticate<P: Pam, B: Backend>(
         }
     };
 
-    let prompt = args
-        .prompt_text(cfg.pam.prompt_for(&ctx.service))
-        .to_string();
+    let methods = effective_methods(pam, args, &cfg, &ctx.service);
+    // A prompt set by the operator is shown as written; the default one says how to ask for
+    // the other methods.
+    let prompt = match args.prompt.as_deref().or(cfg.pam.prompt_for(&ctx.service)) {
+        Some(p) => p.to_string(),
+        None if args.forward_pass => args.prompt_text(None).to_string(),
+        None => default_prompt(&methods),
+    };
     let failmode = cfg.pam.failmode_for(&ctx.service, cfg.policy.failmode);
+    let binding = Binding {
+        user: ctx.user.clone(),
+        service: ctx.service.clone(),
+        rhost: ctx.rhost.clone(),
+        ruser: pam.item(Item::RUser).unwrap_or_default(),
+        tty: pam.item(Item::Tty).unwrap_or_default(),
+    };
+    if args.debug {
+        pam.log(
+            Level::Debug,
+            &format!(
+                "methods={methods} ruser={} tty={}",
+                field(&binding.ruser),
+                field(&binding.tty)
+            ),
+        );
+    }
+    let mut run = Run {
+        args,
+        flags,
+        backend,
+        session: session.as_ref(),
+        limiter: sms::Limiter::from_config(&cfg),
+        methods,
+        prompt,
+        binding,
+        sms_pending: false,
+        answered: Instant::now(),
+    };
 
     for attempt in 1..=args.prompts {
-        let typed = match obtain(pam, args, attempt, &prompt) {
+        let tried = match run.attempt(pam, &target, attempt) {
             Ok(t) => t,
             Err(code) => {
                 pam.log(
                     Level::Err,
                     &format!(
-                        "no one-time password obtained: {} (service={} user={})",
+                        "no answer obtained: {} (service={} user={})",
                         code.name(),
                         field(&ctx.service),
                         field(&ctx.user)
@@ -281,52 +368,16 @@ pub fn authenticate<P: Pam, B: Backend>(
                 return code;
             }
         };
-        let otp = if args.forward_pass {
-            let split = split_forward(&typed, args.otp_digits);
-            drop(typed);
-            match split {
-                Some((password, otp)) => {
-                    if let Err(code) = pam.set_authtok(&password) {
-                        pam.log(
-                            Level::Err,
-                            &format!("cannot set PAM_AUTHTOK: {}", code.name()),
-                        );
-                        return code;
-                    }
-                    otp
-                }
-                // Not password+OTP: refused below as a malformed OTP, like any typo.
-                None => Secret::default(),
-            }
-        } else {
-            typed
-        };
-
-        let started = Instant::now();
-        let verdict = match &target {
-            _ if !otp_is_well_formed(&otp) => Verdict::Reject {
-                code: codes::LOCAL_MALFORMED_OTP.into(),
-                message: "not an OTP".into(),
-            },
-            Target::Known(id) => match &session {
-                Some(s) => s.verify(pam, args.debug, id, &otp),
-                None => Verdict::Unavailable {
-                    cause: "no verifier".into(),
-                },
-            },
-            Target::Unenrolled => Verdict::Reject {
-                code: "local:unenrolled".into(),
-                message: "unenrolled".into(),
-            },
-            Target::Invalid(reason) => Verdict::Reject {
-                code: "local:invalid-user".into(),
-                message: (*reason).into(),
-            },
-        };
-        drop(otp);
+        // From the last answer to the verdict: what SxS (or the refusal) took, not the user.
+        let started = run.answered;
         let latency = started.elapsed();
         let decision = match &target {
-            Target::Known(_) => cfg.policy.decide(&verdict, failmode),
+            Target::Known(_) => match cfg.policy.decide(&tried.verdict, failmode) {
+                // "unenrolled = allow" lets in users without any token; a user refused an
+                // SMS or a MAC for lack of that kind of token is refused.
+                Decision::AllowUnenrolled if tried.method != Method::Otp => Decision::Deny,
+                d => d,
+            },
             Target::Unenrolled => cfg.policy.decide_unenrolled(),
             Target::Invalid(_) => Decision::Deny,
         };
@@ -346,7 +397,7 @@ pub fn authenticate<P: Pam, B: Backend>(
         log_decision(
             pam,
             &ctx,
-            &verdict,
+            &tried,
             decision,
             code,
             failmode,
@@ -354,8 +405,13 @@ pub fn authenticate<P: Pam, B: Backend>(
             args.prompts,
             latency,
         );
+        let limited = tried.verdict.code() == Some(codes::LOCAL_SMS_RATE_LIMITED);
         match code {
             PamCode::Success => return code,
+            PamCode::AuthErr if limited => {
+                show(pam, flags, sms::LIMITED_MESSAGE);
+                return code;
+            }
             PamCode::AuthErr if attempt < args.prompts && args.first_pass != FirstPass::Use => {
                 show(pam, flags, DENIED_MESSAGE);
             }
@@ -372,6 +428,223 @@ pub fn authenticate<P: Pam, B: Backend>(
     PamCode::AuthErr
 }
 
+/// The methods of this stack line: `methods=` of the module arguments, else the
+/// configuration's for the service. Under `use_first_pass` (never prompt) and `forward_pass`
+/// (password and OTP in one answer) only `otp` can work: the others are dropped, with a warning.
+fn effective_methods<P: Pam>(pam: &mut P, args: &Args, cfg: &Config, service: &str) -> Methods {
+    let methods = args
+        .methods
+        .clone()
+        .unwrap_or_else(|| cfg.pam.methods_for(service));
+    let why = if args.first_pass == FirstPass::Use {
+        "use_first_pass"
+    } else if args.forward_pass {
+        "forward_pass"
+    } else {
+        return methods;
+    };
+    if !methods.only(Method::Otp) {
+        pam.log(
+            Level::Warning,
+            &format!("methods {methods} reduced to otp: {why} allows only a typed OTP"),
+        );
+    }
+    Methods::otp_only()
+}
+
+/// The default first prompt for `methods` (when `otp` comes first).
+pub fn default_prompt(methods: &Methods) -> String {
+    match (methods.allows(Method::Sms), methods.allows(Method::Mac)) {
+        (false, false) => crate::args::DEFAULT_PROMPT.to_string(),
+        (true, false) => "OTP (or press Enter for a code by SMS): ".into(),
+        (false, true) => "OTP (or type mac to sign with the app): ".into(),
+        (true, true) => {
+            "OTP (or press Enter for a code by SMS, or type mac to sign with the app): ".into()
+        }
+    }
+}
+
+/// One authentication's settings, and the state carried from one attempt to the next.
+struct Run<'a, B: Backend> {
+    args: &'a Args,
+    flags: Flags,
+    backend: &'a B,
+    session: Option<&'a Session<B::Calls>>,
+    limiter: sms::Limiter,
+    methods: Methods,
+    prompt: String,
+    binding: Binding,
+    /// An SMS code was sent: further attempts ask for it again (no new SMS).
+    sms_pending: bool,
+    /// When the user last answered (the latency and the deny floor count from here).
+    answered: Instant,
+}
+
+impl<B: Backend> Run<'_, B> {
+    /// One attempt: the user's answer by the method the user chose (or the only one), checked.
+    /// `Err` is a PAM failure to return at once (the conversation broke).
+    fn attempt<P: Pam>(&mut self, pam: &mut P, target: &Target, attempt: u32) -> PamResult<Tried> {
+        self.answered = Instant::now();
+        if self.sms_pending {
+            return self.sms_code(pam, target);
+        }
+        match self.methods.first() {
+            Method::Sms => return self.sms(pam, target),
+            Method::Mac => return self.mac(pam, target),
+            _ => {}
+        }
+        let typed = obtain(pam, self.args, attempt, &self.prompt)?;
+        self.answered = Instant::now();
+        let answer = typed.expose();
+        if self.methods.allows(Method::Sms)
+            && (answer.is_empty() || answer.eq_ignore_ascii_case(b"sms"))
+        {
+            return self.sms(pam, target);
+        }
+        if self.methods.allows(Method::Mac) && answer.eq_ignore_ascii_case(b"mac") {
+            return self.mac(pam, target);
+        }
+        let otp = if self.args.forward_pass {
+            let split = split_forward(&typed, self.args.otp_digits);
+            drop(typed);
+            match split {
+                Some((password, otp)) => {
+                    if let Err(code) = pam.set_authtok(&password) {
+                        pam.log(
+                            Level::Err,
+                            &format!("cannot set PAM_AUTHTOK: {}", code.name()),
+                        );
+                        return Err(code);
+                    }
+                    otp
+                }
+                // Not password+OTP: refused below as a malformed OTP, like any typo.
+                None => Secret::default(),
+            }
+        } else {
+            typed
+        };
+        let verdict = match target {
+            _ if !otp_is_well_formed(&otp) => {
+                local_reject(codes::LOCAL_MALFORMED_OTP, "not an OTP")
+            }
+            Target::Known(id) => self.call(pam, |c| c.validate_otp(id, &otp)),
+            _ => not_checked(target),
+        };
+        Ok(Tried::new(Method::Otp, verdict))
+    }
+
+    /// Runs one SxS call on the session.
+    fn call<'s, P: Pam, F: Future<Output = Verdict>>(
+        &'s self,
+        pam: &mut P,
+        make: impl FnOnce(&'s B::Calls) -> F,
+    ) -> Verdict {
+        match self.session {
+            Some(s) => s.run(pam, self.args.debug, make(&s.calls)),
+            None => Verdict::Unavailable {
+                cause: "no SxS client".into(),
+            },
+        }
+    }
+
+    /// Sends an SMS code and asks for it.
+    fn sms<P: Pam>(&mut self, pam: &mut P, target: &Target) -> PamResult<Tried> {
+        let Target::Known(id) = target else {
+            return Ok(Tried::new(Method::Sms, not_checked(target)));
+        };
+        let now = self.backend.now_unix();
+        let sent = match self.session {
+            Some(s) => s.run(
+                pam,
+                self.args.debug,
+                s.calls.send_sms(id, &self.limiter, now),
+            ),
+            None => common::SmsSent {
+                verdict: Verdict::Unavailable {
+                    cause: "no SxS client".into(),
+                },
+                masked_mobile: None,
+            },
+        };
+        if let Some(cause) = self.limiter.broken() {
+            pam.log(
+                Level::Err,
+                &format!(
+                    "SMS not sent: the send limit's state is unusable: {}",
+                    logging::sanitize(&cause)
+                ),
+            );
+            return Ok(Tried::new(
+                Method::Sms,
+                local_reject(LOCAL_SMS_LIMIT_STATE, "SMS limit state unusable"),
+            ));
+        }
+        if !matches!(sent.verdict, Verdict::Accept { .. }) {
+            return Ok(Tried::new(Method::Sms, sent.verdict));
+        }
+        self.sms_pending = true;
+        let to = sent.masked_mobile.as_deref();
+        if !self.flags.silent {
+            pam.message(Style::Info, &sms::sent_message(to))?;
+        }
+        let mut tried = self.sms_code(pam, target)?;
+        if let Some(m) = to {
+            tried.note = format!(" sms_to={}", field(m));
+        }
+        Ok(tried)
+    }
+
+    /// Asks for the code that was sent and checks it.
+    fn sms_code<P: Pam>(&mut self, pam: &mut P, target: &Target) -> PamResult<Tried> {
+        let code = pam.prompt(sms::CODE_PROMPT)?;
+        self.answered = Instant::now();
+        let verdict = match target {
+            _ if !otp_is_well_formed(&code) => {
+                local_reject(codes::LOCAL_MALFORMED_OTP, "not an SMS code")
+            }
+            Target::Known(id) => self.call(pam, |c| c.validate_sms(id, &code)),
+            _ => not_checked(target),
+        };
+        Ok(Tried::new(Method::Sms, verdict))
+    }
+
+    /// Shows a fresh MAC input and checks the MAC the user's app computed over it. Users who
+    /// cannot be checked see the same, so the prompt does not tell whether a user exists.
+    fn mac<P: Pam>(&mut self, pam: &mut P, target: &Target) -> PamResult<Tried> {
+        let nonce = self.backend.nonce().map_err(|e| {
+            pam.log(Level::Err, &format!("cannot make a MAC input: {e}"));
+            PamCode::SystemErr
+        })?;
+        let input = mac_input::derive(&self.binding, self.backend.now_unix(), &nonce);
+        let shown = group_digits(&input);
+        if !self.flags.silent {
+            pam.message(
+                Style::Info,
+                &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+            )?;
+        }
+        let mac = pam.prompt(&format!("MAC for {shown}: "))?;
+        self.answered = Instant::now();
+        let verdict = match target {
+            _ if !otp_is_well_formed(&mac) => local_reject(codes::LOCAL_MALFORMED_OTP, "not a MAC"),
+            Target::Known(id) => self.call(pam, |c| c.validate_mac(id, &input, &mac)),
+            _ => not_checked(target),
+        };
+        let mut tried = Tried::new(Method::Mac, verdict);
+        tried.note = format!(" mac_input={input}");
+        Ok(tried)
+    }
+}
+
+/// The verdict for a user whose answer is not sent to SxS.
+fn not_checked(target: &Target) -> Verdict {
+    match target {
+        Target::Invalid(reason) => local_reject("local:invalid-user", reason),
+        _ => local_reject("local:unenrolled", "unenrolled"),
+    }
+}
+
 /// The PAM code for a decision.
 pub fn result_of(decision: Decision) -> PamCode {
     match decision {
@@ -385,7 +658,7 @@ pub fn result_of(decision: Decision) -> PamCode {
 fn log_decision<P: Pam>(
     pam: &mut P,
     ctx: &Context,
-    verdict: &Verdict,
+    tried: &Tried,
     decision: Decision,
     code: PamCode,
     failmode: FailMode,
@@ -393,10 +666,13 @@ fn log_decision<P: Pam>(
     prompts: u32,
     latency: Duration,
 ) {
+    let verdict = &tried.verdict;
     let mut line = ctx.line(verdict.kind(), verdict.code(), decision.as_str(), code);
     line.push_str(&format!(
-        " attempt={attempt}/{prompts} latency_ms={}",
-        latency.as_millis()
+        " method={} attempt={attempt}/{prompts} latency_ms={}{}",
+        tried.method,
+        latency.as_millis(),
+        tried.note
     ));
     let level = match decision {
         Decision::Allow | Decision::AllowUnenrolled => Level::Info,
@@ -408,10 +684,14 @@ fn log_decision<P: Pam>(
     }
     if decision == Decision::AllowFailOpen {
         line.push_str(&format!(
-            " failmode={} warning=\"SxS unavailable: user let in WITHOUT a checked OTP\"",
+            " failmode={} warning=\"SxS unavailable: user let in WITHOUT a checked {}\"",
             match failmode {
                 FailMode::Safe => "safe",
                 FailMode::Secure => "secure",
+            },
+            match tried.method {
+                Method::Mac => "MAC",
+                _ => "OTP",
             }
         ));
     }

@@ -5,9 +5,11 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use common::{Config, Identity, Secret, Verdict, Verifier};
+use common::sms::{Refusal, SendLimiter};
+use common::{codes, Config, Identity, Secret, SmsSent, Verdict};
 
 use crate::auth::Backend;
+use crate::calls::SxsCalls;
 use crate::code::{PamCode, PamResult};
 use crate::pam::{Item, Level, Pam, Style};
 
@@ -59,6 +61,11 @@ impl FakePam {
 
     pub fn service(mut self, name: &str) -> Self {
         self.items.insert(Item::Service, name.to_string());
+        self
+    }
+
+    pub fn item(mut self, item: Item, value: &str) -> Self {
+        self.items.insert(item, value.to_string());
         self
     }
 
@@ -187,21 +194,54 @@ impl Drop for FakePam {
     }
 }
 
-/// A backend answering from a script, recording what it was asked.
-#[derive(Debug, Clone, Default)]
+/// A backend answering from a script, recording what it was asked: validate calls (OTP, SMS
+/// code, MAC) take the next scripted verdict, SMS sends the next scripted send result.
+#[derive(Debug, Clone)]
 pub struct Scripted {
     verdicts: Arc<Mutex<VecDeque<Verdict>>>,
+    sends: Arc<Mutex<VecDeque<SmsSent>>>,
+    /// (identity, the value typed) of every validate call.
     pub seen: Arc<Mutex<Vec<(Identity, String)>>>,
+    /// Every call, in order: `otp`, `send`, `sms`, `mac:INPUT`.
+    pub calls: Arc<Mutex<Vec<String>>>,
     pub fail_build: bool,
+    /// The clock (unix seconds) and the nonce the module gets.
+    pub now: u64,
+    pub nonce: [u8; 16],
 }
 
 impl Scripted {
     pub fn new(verdicts: impl IntoIterator<Item = Verdict>) -> Self {
         Self {
             verdicts: Arc::new(Mutex::new(verdicts.into_iter().collect())),
+            sends: Arc::default(),
             seen: Arc::default(),
+            calls: Arc::default(),
             fail_build: false,
+            now: 1_700_000_000,
+            nonce: [7; 16],
         }
+    }
+
+    /// Scripted SMS sends: `Ok(masked)` is SxS taking it, `Err(verdict)` a refusal.
+    pub fn with_sends(
+        self,
+        sends: impl IntoIterator<Item = Result<Option<&'static str>, Verdict>>,
+    ) -> Self {
+        *self.sends.lock().unwrap() = sends
+            .into_iter()
+            .map(|s| match s {
+                Ok(masked) => SmsSent {
+                    verdict: accept(),
+                    masked_mobile: masked.map(str::to_string),
+                },
+                Err(verdict) => SmsSent {
+                    verdict,
+                    masked_mobile: None,
+                },
+            })
+            .collect();
+        self
     }
 
     pub fn otps(&self) -> Vec<String> {
@@ -211,6 +251,23 @@ impl Scripted {
             .iter()
             .map(|(_, o)| o.clone())
             .collect()
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn validate(&self, kind: String, identity: &Identity, value: &Secret) -> Verdict {
+        self.calls.lock().unwrap().push(kind);
+        self.seen.lock().unwrap().push((
+            identity.clone(),
+            value.expose_str().unwrap_or_default().to_string(),
+        ));
+        self.verdicts
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("a validate call the script did not expect")
     }
 }
 
@@ -224,31 +281,85 @@ impl Drop for Scripted {
             left.is_empty(),
             "scripted verdicts never asked for: {left:?}"
         );
+        let sends = self.sends.lock().unwrap();
+        assert!(
+            sends.is_empty(),
+            "scripted sends never asked for: {sends:?}"
+        );
     }
 }
 
 impl Backend for Scripted {
-    type Verifier = Scripted;
+    type Calls = Scripted;
     fn build(&self, _cfg: &Config) -> common::Result<Scripted> {
         if self.fail_build {
             return Err(common::Error::HttpClient("scripted build failure".into()));
         }
         Ok(self.clone())
     }
+
+    fn now_unix(&self) -> u64 {
+        self.now
+    }
+
+    fn nonce(&self) -> Result<[u8; 16], String> {
+        Ok(self.nonce)
+    }
 }
 
-impl Verifier for Scripted {
-    fn verify(&self, identity: &Identity, otp: &Secret) -> impl Future<Output = Verdict> + Send {
-        self.seen.lock().unwrap().push((
-            identity.clone(),
-            otp.expose_str().unwrap_or_default().to_string(),
-        ));
-        let v = self
-            .verdicts
-            .lock()
-            .unwrap()
-            .pop_front()
-            .expect("a verify call the script did not expect");
+impl SxsCalls for Scripted {
+    fn validate_otp(
+        &self,
+        identity: &Identity,
+        otp: &Secret,
+    ) -> impl Future<Output = Verdict> + Send {
+        let v = self.validate("otp".into(), identity, otp);
+        async move { v }
+    }
+
+    fn send_sms(
+        &self,
+        _identity: &Identity,
+        limiter: &dyn SendLimiter,
+        now_unix: u64,
+    ) -> impl Future<Output = SmsSent> + Send {
+        self.calls.lock().unwrap().push("send".into());
+        // Like the real client: the limiter first; refused (or broken) means no send.
+        let sent = match limiter.try_acquire("scripted-user", now_unix) {
+            Ok(()) => self
+                .sends
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("an SMS send the script did not expect"),
+            Err(Refusal::Limited { .. }) => SmsSent {
+                verdict: reject(codes::LOCAL_SMS_RATE_LIMITED),
+                masked_mobile: None,
+            },
+            Err(Refusal::Broken(cause)) => SmsSent {
+                verdict: Verdict::Unavailable { cause },
+                masked_mobile: None,
+            },
+        };
+        async move { sent }
+    }
+
+    fn validate_sms(
+        &self,
+        identity: &Identity,
+        code: &Secret,
+    ) -> impl Future<Output = Verdict> + Send {
+        let v = self.validate("sms".into(), identity, code);
+        async move { v }
+    }
+
+    fn validate_mac(
+        &self,
+        identity: &Identity,
+        input: &str,
+        mac: &Secret,
+    ) -> impl Future<Output = Verdict> + Send {
+        let v = self.validate(format!("mac:{input}"), identity, mac);
         async move { v }
     }
 }

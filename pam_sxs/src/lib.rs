@@ -14,9 +14,12 @@
 
 pub mod args;
 pub mod auth;
+pub mod calls;
 pub mod code;
 pub mod logging;
+pub mod mac_input;
 pub mod pam;
+pub mod sms;
 
 // The hook registration: `pam_sm_authenticate`, `pam_sm_setcred`, `pam_sm_acct_mgmt`,
 // `pam_sm_open_session`, `pam_sm_close_session` and `pam_sm_chauthtok`.

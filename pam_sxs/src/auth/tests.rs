@@ -2,6 +2,7 @@ use std::io::Write as _;
 
 use super::*;
 use crate::fake::{accept, reject, unavailable, FakePam, Scripted};
+use crate::pam::Item;
 
 const OTP: &str = "OTP: ";
 
@@ -718,4 +719,386 @@ fn every_refusal_is_padded_to_the_deny_floor_and_an_accept_is_not() {
         PamCode::AuthErr
     );
     assert!(pam.pauses.is_empty());
+}
+
+// ----- SMS and MAC -----
+
+const OTP_OR_SMS: &str = "OTP (or press Enter for a code by SMS): ";
+const MASKED: &str = "+38599*****67";
+
+/// A config allowing `methods` for every service, the SMS limit's state in a temp dir.
+fn methods_conf(methods: &str, extra: &str) -> (Conf, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let c = Conf::new(&format!(
+        "[pam]\nmethods = {methods}\n[sms]\npam_state_dir = \"{}\"\n{extra}",
+        state.path().join("sms").display()
+    ));
+    (c, state)
+}
+
+fn sent() -> String {
+    sms::sent_message(Some(MASKED))
+}
+
+#[test]
+fn empty_answer_sends_an_sms_and_checks_the_code() {
+    let (c, _s) = methods_conf("[\"otp\", \"sms\"]", "");
+    let b = Scripted::new([accept()]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice")
+        .prompt(OTP_OR_SMS, "")
+        .message(Style::Info, &sent())
+        .prompt(sms::CODE_PROMPT, "482913");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert_eq!(b.calls(), ["send", "sms"]);
+    assert_eq!(b.otps(), ["482913"]);
+    let d = pam.decisions();
+    assert_eq!(d.len(), 1, "{}", pam.log_text());
+    assert!(
+        d[0].contains("verdict=accept")
+            && d[0].contains(" method=sms ")
+            && d[0].contains("sms_to=+38599*****67"),
+        "{}",
+        d[0]
+    );
+}
+
+#[test]
+fn typing_sms_asks_for_one_too_and_an_otp_still_works() {
+    let (c, _s) = methods_conf("[\"otp\", \"sms\"]", "");
+    let b = Scripted::new([accept()]).with_sends([Ok(None)]);
+    let mut pam = FakePam::new("alice")
+        .prompt(OTP_OR_SMS, "SMS")
+        .message(Style::Info, "A code was sent to your registered mobile.")
+        .prompt(sms::CODE_PROMPT, "482913");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+
+    let b = Scripted::new([accept()]);
+    let mut pam = FakePam::new("alice").prompt(OTP_OR_SMS, "123456");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert_eq!(b.calls(), ["otp"]);
+    assert!(pam.decisions()[0].contains("method=otp"));
+}
+
+#[test]
+fn the_methods_argument_overrides_the_configuration() {
+    let (c, _s) = methods_conf("[\"otp\"]", "");
+    let b = Scripted::new([accept()]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice")
+        .prompt(OTP_OR_SMS, "")
+        .message(Style::Info, &sent())
+        .prompt(sms::CODE_PROMPT, "482913");
+    assert_eq!(
+        run(&mut pam, &c.args(&["methods=otp,sms"]), &b),
+        PamCode::Success
+    );
+    // Without the argument, otp only: an empty answer is a malformed OTP, nothing is sent.
+    let b = Scripted::new([]);
+    let mut pam = FakePam::new("alice")
+        .prompt(OTP, "")
+        .message(Style::Error, DENIED_MESSAGE);
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
+    assert!(b.calls().is_empty());
+}
+
+#[test]
+fn sms_only_sends_without_asking_first() {
+    let (c, _s) = methods_conf("[\"sms\"]", "");
+    let b = Scripted::new([accept()]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice")
+        .message(Style::Info, &sent())
+        .prompt(sms::CODE_PROMPT, "482913");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert_eq!(b.calls(), ["send", "sms"]);
+}
+
+#[test]
+fn a_wrong_sms_code_is_asked_again_without_a_second_sms() {
+    let (c, _s) = methods_conf("[\"sms\"]", "");
+    let b = Scripted::new([reject(codes::WRONG_OTP), accept()]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice")
+        .message(Style::Info, &sent())
+        .prompt(sms::CODE_PROMPT, "111111")
+        .message(Style::Error, DENIED_MESSAGE)
+        .prompt(sms::CODE_PROMPT, "482913");
+    assert_eq!(run(&mut pam, &c.args(&["prompts=2"]), &b), PamCode::Success);
+    assert_eq!(b.calls(), ["send", "sms", "sms"]);
+    assert_eq!(pam.decisions().len(), 2);
+}
+
+#[test]
+fn a_malformed_sms_code_is_refused_without_a_call() {
+    let (c, _s) = methods_conf("[\"sms\"]", "");
+    let b = Scripted::new([]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice")
+        .message(Style::Info, &sent())
+        .prompt(sms::CODE_PROMPT, "")
+        .message(Style::Error, DENIED_MESSAGE);
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
+    assert_eq!(b.calls(), ["send"]);
+    assert!(pam.decisions()[0].contains("code=local:malformed-otp"));
+}
+
+#[test]
+fn the_sms_limit_holds_across_authentications_and_ends_the_attempts() {
+    let state = tempfile::tempdir().unwrap();
+    let c2 = Conf::new(&format!(
+        "[pam]\nmethods = [\"sms\"]\n[sms]\nmax_per_user = 1\npam_state_dir = \"{}\"\n",
+        state.path().join("sms").display()
+    ));
+    let b = Scripted::new([accept()]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice")
+        .message(Style::Info, &sent())
+        .prompt(sms::CODE_PROMPT, "482913");
+    assert_eq!(run(&mut pam, &c2.args(&[]), &b), PamCode::Success);
+
+    // A new authentication (a new PAM process) finds the limit reached: no send, one message,
+    // no further attempt.
+    let b = Scripted::new([]);
+    let mut pam = FakePam::new("alice").message(Style::Error, sms::LIMITED_MESSAGE);
+    assert_eq!(
+        run(&mut pam, &c2.args(&["prompts=3"]), &b),
+        PamCode::AuthErr
+    );
+    assert_eq!(b.calls(), ["send"], "the limiter refused before any send");
+    let d = pam.decisions();
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].contains("verdict=reject code=local:sms-rate-limited decision=deny")
+            && d[0].contains(" method=sms ")
+    );
+}
+
+#[test]
+fn sxs_down_while_sending_follows_failmode() {
+    let (c, _s) = methods_conf("[\"sms\"]", "[policy]\nfailmode = \"secure\"\n");
+    let b = Scripted::new([]).with_sends([Err(unavailable())]);
+    let mut pam = FakePam::new("alice").message(Style::Error, UNAVAILABLE_MESSAGE);
+    assert_eq!(
+        run(&mut pam, &c.args(&["prompts=3"]), &b),
+        PamCode::AuthInfoUnavail
+    );
+    assert_eq!(b.calls(), ["send"], "never a second send");
+    assert!(
+        pam.decisions()[0].contains("verdict=unavailable")
+            && pam.decisions()[0].contains(" method=sms ")
+    );
+
+    let (c, _s) = methods_conf("[\"sms\"]", "[policy]\nfailmode = \"safe\"\n");
+    let b = Scripted::new([]).with_sends([Err(unavailable())]);
+    let mut pam = FakePam::new("alice");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert!(pam.decisions()[0].contains("decision=allow-failopen"));
+}
+
+#[test]
+fn an_unusable_limit_directory_is_a_refusal_even_in_safe_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let c = Conf::new(&format!(
+        "[pam]\nmethods = [\"sms\"]\n[sms]\npam_state_dir = \"{}\"\n[policy]\nfailmode = \"safe\"\n",
+        state.path().display()
+    ));
+    let b = Scripted::new([]);
+    let mut pam = FakePam::new("alice").message(Style::Error, DENIED_MESSAGE);
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
+    assert!(pam.decisions()[0].contains("code=local:sms-limit-state decision=deny"));
+    assert!(pam.log_text().contains("writable by other users"));
+}
+
+#[test]
+fn sms_refusals_deny_even_when_unenrolled_users_are_allowed() {
+    let (c, _s) = methods_conf("[\"otp\", \"sms\"]", "[policy]\nunenrolled = \"allow\"\n");
+    for code in [codes::NO_TOKEN, codes::NO_MOBILE] {
+        let b = Scripted::new([]).with_sends([Err(reject(code))]);
+        let mut pam = FakePam::new("alice")
+            .prompt(OTP_OR_SMS, "")
+            .message(Style::Error, DENIED_MESSAGE);
+        assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
+        assert!(
+            pam.decisions()[0].contains(&format!("code={code} decision=deny ")),
+            "{}",
+            pam.decisions()[0]
+        );
+    }
+}
+
+#[test]
+fn silent_sms_shows_no_message_but_still_prompts() {
+    let (c, _s) = methods_conf("[\"sms\"]", "");
+    let b = Scripted::new([accept()]).with_sends([Ok(Some(MASKED))]);
+    let mut pam = FakePam::new("alice").prompt(sms::CODE_PROMPT, "482913");
+    let flags = Flags { silent: true };
+    assert_eq!(
+        authenticate(&mut pam, &c.args(&[]), flags, &b),
+        PamCode::Success
+    );
+}
+
+fn sudo_binding() -> Binding {
+    Binding {
+        user: "alice".into(),
+        service: "sudo".into(),
+        rhost: "192.0.2.7".into(),
+        ruser: "alice".into(),
+        tty: "/dev/pts/3".into(),
+    }
+}
+
+#[test]
+fn mac_shows_an_input_bound_to_the_login_and_checks_the_mac() {
+    let c = Conf::new("[pam.service.sudo]\nmethods = [\"mac\"]\n");
+    let b = Scripted::new([accept()]);
+    let input = mac_input::derive(&sudo_binding(), b.now, &b.nonce);
+    let shown = group_digits(&input);
+    let mut pam = FakePam::new("alice")
+        .service("sudo")
+        .item(Item::RUser, "alice")
+        .item(Item::Tty, "/dev/pts/3")
+        .message(
+            Style::Info,
+            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+        )
+        .prompt(&format!("MAC for {shown}: "), "87654321");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert_eq!(b.calls(), [format!("mac:{input}")]);
+    assert_eq!(b.otps(), ["87654321"]);
+    let d = pam.decisions();
+    assert!(
+        d[0].contains("verdict=accept")
+            && d[0].contains(" method=mac ")
+            && d[0].contains(&format!("mac_input={input}")),
+        "{}",
+        d[0]
+    );
+}
+
+#[test]
+fn every_mac_attempt_gets_a_fresh_input() {
+    let c = Conf::new("[pam]\nmethods = [\"mac\"]\n");
+    let b = Scripted::new([reject(codes::WRONG_OTP), accept()]);
+    let first = mac_input::derive(
+        &Binding {
+            service: "sshd".into(),
+            ruser: String::new(),
+            tty: String::new(),
+            ..sudo_binding()
+        },
+        b.now,
+        &b.nonce,
+    );
+    let shown = group_digits(&first);
+    // The fake's nonce is constant, so the scripted inputs are equal here; the real nonce is
+    // fresh per attempt (Backend::nonce is called once per MAC prompt).
+    let mut pam = FakePam::new("alice")
+        .message(
+            Style::Info,
+            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+        )
+        .prompt(&format!("MAC for {shown}: "), "11111111")
+        .message(Style::Error, DENIED_MESSAGE)
+        .message(
+            Style::Info,
+            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+        )
+        .prompt(&format!("MAC for {shown}: "), "22222222");
+    assert_eq!(run(&mut pam, &c.args(&["prompts=2"]), &b), PamCode::Success);
+    assert_eq!(b.calls().len(), 2);
+}
+
+#[test]
+fn typing_mac_at_the_otp_prompt_starts_dynamic_linking() {
+    let c = Conf::new("[pam]\nmethods = [\"otp\", \"sms\", \"mac\"]\n");
+    let b = Scripted::new([accept()]);
+    let mut pam = FakePam::new("alice").prompt(
+        "OTP (or press Enter for a code by SMS, or type mac to sign with the app): ",
+        "mac",
+    );
+    let input = mac_input::derive(
+        &Binding {
+            service: "sshd".into(),
+            ruser: String::new(),
+            tty: String::new(),
+            ..sudo_binding()
+        },
+        b.now,
+        &b.nonce,
+    );
+    let shown = group_digits(&input);
+    pam = pam
+        .message(
+            Style::Info,
+            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+        )
+        .prompt(&format!("MAC for {shown}: "), "87654321");
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
+    assert_eq!(b.calls(), [format!("mac:{input}")]);
+}
+
+#[test]
+fn unenrolled_users_see_the_same_mac_prompt_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = dir.path().join("tokens.map");
+    std::fs::write(&map, "alice 2000038252\n").unwrap();
+    let c = Conf::new(&format!(
+        "[identity]\nsend = \"token_sn\"\ntoken_map = \"{}\"\n[pam]\nmethods = [\"mac\"]\n",
+        map.display()
+    ));
+    let b = Scripted::new([]);
+    let input = mac_input::derive(
+        &Binding {
+            user: "carol".into(),
+            service: "sshd".into(),
+            ruser: String::new(),
+            tty: String::new(),
+            ..sudo_binding()
+        },
+        b.now,
+        &b.nonce,
+    );
+    let shown = group_digits(&input);
+    let mut pam = FakePam::new("carol")
+        .message(
+            Style::Info,
+            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+        )
+        .prompt(&format!("MAC for {shown}: "), "87654321")
+        .message(Style::Error, DENIED_MESSAGE);
+    assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
+    assert!(b.calls().is_empty());
+    assert!(
+        pam.decisions()[0].contains("verdict=reject code=local:unenrolled")
+            && pam.decisions()[0].contains(" method=mac ")
+    );
+}
+
+#[test]
+fn use_first_pass_and_forward_pass_reduce_methods_to_otp() {
+    let (c, _s) = methods_conf("[\"sms\", \"mac\"]", "");
+    let b = Scripted::new([accept()]);
+    let mut pam = FakePam::new("alice").with_authtok("654321");
+    assert_eq!(
+        run(&mut pam, &c.args(&["use_first_pass"]), &b),
+        PamCode::Success
+    );
+    assert_eq!(b.calls(), ["otp"]);
+    assert!(pam
+        .log_text()
+        .contains("methods sms,mac reduced to otp: use_first_pass"));
+
+    let b = Scripted::new([accept()]);
+    let mut pam = FakePam::new("alice").prompt("Password and OTP: ", "pw123456");
+    assert_eq!(
+        run(&mut pam, &c.args(&["forward_pass"]), &b),
+        PamCode::Success
+    );
+    assert!(pam.log_text().contains("reduced to otp: forward_pass"));
+}
+
+#[test]
+fn default_prompts_say_how_to_ask() {
+    let m = |s: &[&str]| Methods::parse(s).unwrap();
+    assert_eq!(default_prompt(&m(&["otp"])), "OTP: ");
+    assert_eq!(default_prompt(&m(&["otp", "sms"])), OTP_OR_SMS);
+    assert!(default_prompt(&m(&["otp", "mac"])).contains("type mac"));
 }

@@ -227,15 +227,44 @@ pub struct Sim {
 impl Sim {
     /// Starts a simulator where each of `users` has a token.
     pub fn start(users: &[&str]) -> Sim {
-        let seed: Vec<SeedUser> = users
-            .iter()
-            .enumerate()
-            .map(|(i, u)| SeedUser {
-                id: u.to_string(),
-                token_sn: Some(format!("20000382{i:02}")),
-                ..Default::default()
-            })
-            .collect();
+        Sim::start_seed(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| SeedUser {
+                    id: u.to_string(),
+                    token_sn: Some(format!("20000382{i:02}")),
+                    ..Default::default()
+                })
+                .collect(),
+        )
+    }
+
+    /// Starts a simulator where each of `users` has a token and an SMS token, the mobile
+    /// `+3859912345NN` (registered as a secret: it must never be logged in full).
+    pub fn start_sms(users: &[&str]) -> Sim {
+        Sim::start_seed(
+            users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| {
+                    let mobile = format!("+3859912345{i:02}");
+                    typed(&mobile);
+                    typed(&mobile[1..]);
+                    SeedUser {
+                        id: u.to_string(),
+                        token_sn: Some(format!("20000382{i:02}")),
+                        mobile: Some(mobile),
+                        sms: Some(true),
+                        ..Default::default()
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Starts a simulator with `seed`.
+    pub fn start_seed(seed: Vec<SeedUser>) -> Sim {
         let (tx, rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -287,6 +316,27 @@ impl Sim {
 
     pub fn stats(&self) -> StatsSnapshot {
         self.h().stats()
+    }
+
+    /// The code of the last SMS sent to `user` (what the phone shows), registered as typed.
+    pub fn sms_code(&self, user: &str) -> String {
+        let last = self.h().sms_outbox(user).pop().expect("an SMS was sent");
+        typed(&last.code)
+    }
+
+    /// How many SMS were sent to `user`.
+    pub fn sms_count(&self, user: &str) -> usize {
+        self.h().sms_outbox(user).len()
+    }
+
+    /// The MAC `user`'s app computes over `input`, registered as typed.
+    pub fn mac(&self, user: &str, input: &str) -> String {
+        typed(
+            &self
+                .h()
+                .mac(user, input)
+                .expect("a user with a token, an 8-digit input"),
+        )
     }
 
     /// Moves to the next 30 s step, so the user has a fresh OTP.
@@ -557,4 +607,125 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+// ----- a conversation driven step by step -----
+
+/// A program whose prompts are answered one at a time, each answer computed from what it
+/// printed so far (the SMS code exists only once the module sent it; the MAC input is shown in
+/// the conversation). Standard output and error are read into one transcript.
+pub struct Conversation {
+    child: std::process::Child,
+    transcript: std::sync::Arc<Mutex<String>>,
+    seen: usize,
+}
+
+impl Conversation {
+    pub fn spawn(mut cmd: Command) -> Conversation {
+        use std::io::Read as _;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        let transcript = std::sync::Arc::new(Mutex::new(String::new()));
+        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for mut r in [out, err] {
+            let t = transcript.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    t.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        Conversation {
+            child,
+            transcript,
+            seen: 0,
+        }
+    }
+
+    /// Waits (bounded) until `prompt` appears after the previous one; gives the transcript.
+    pub fn expect(&mut self, prompt: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            {
+                let t = self.transcript.lock().unwrap();
+                if let Some(at) = t[self.seen..].find(prompt) {
+                    self.seen += at + prompt.len();
+                    return t.clone();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers finish, then look once more.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let t = self.transcript.lock().unwrap();
+                assert!(
+                    t[self.seen..].contains(prompt),
+                    "exited ({status}) before prompting {prompt:?}:\n{t}"
+                );
+                continue;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {prompt:?} after 20 s:\n{}",
+                self.transcript.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Types one line.
+    pub fn answer(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes standard input and waits: whether it succeeded, and the whole transcript.
+    pub fn finish(mut self) -> (bool, String) {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let t = self.transcript.lock().unwrap().clone();
+        (status.success(), t)
+    }
+}
+
+/// The 8 digits after `MAC for ` in a transcript (the last such prompt), without the space.
+pub fn mac_input_in(transcript: &str) -> String {
+    let at = transcript.rfind("MAC for ").expect("a MAC prompt") + "MAC for ".len();
+    transcript[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ' ')
+        .filter(char::is_ascii_digit)
+        .collect()
+}
+
+/// `pamtester SERVICE USER authenticate` under bubblewrap, as a [`Conversation`] (standard
+/// output unbuffered, so PAM_TEXT_INFO lines arrive as they are shown).
+pub fn pamtester_conversation(pam_dir: &PamDir, service: &str, user: &str) -> Conversation {
+    require_root();
+    require("pamtester", "pamtester");
+    require("stdbuf", "coreutils");
+    let mut cmd = bwrap(pam_dir.path());
+    cmd.args([
+        "stdbuf",
+        "-o0",
+        "-e0",
+        "pamtester",
+        "-v",
+        service,
+        user,
+        "authenticate",
+    ]);
+    Conversation::spawn(cmd)
 }

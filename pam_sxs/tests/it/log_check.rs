@@ -70,3 +70,63 @@ fn the_leak_detector_finds_a_leak() {
         "hunter2-sxs-secret"
     ));
 }
+
+/// SMS and MAC logins with `debug`: the SMS code, the MAC and the full mobile number (all
+/// registered as typed: `Sim::start_sms`, `sms_code`, `mac`) appear in no log line, while the
+/// masked number and the MAC input (not secrets) do.
+#[test]
+fn no_sms_code_mac_or_full_mobile_in_any_log_line() {
+    let sim = Sim::start_sms(&["alice"]);
+    let dir = harness::tempdir();
+    let config = write_config(
+        dir.path(),
+        &sim.url(),
+        &format!(
+            "[sms]\npam_state_dir = \"{}\"\n",
+            dir.path().join("sms").display()
+        ),
+    );
+    let pam = PamDir::new();
+    let service = harness::unique("sxs-test-log-sms");
+    pam.service(
+        &service,
+        &format!(
+            "auth required {{module}} config={} debug methods=otp,sms,mac\n",
+            config.display()
+        ),
+    );
+    let prompt = "OTP (or press Enter for a code by SMS, or type mac to sign with the app): ";
+    let mut t = harness::pamtester_conversation(&pam, &service, "alice");
+    t.expect(prompt);
+    t.answer("");
+    t.expect("SMS code: ");
+    t.answer(&sim.sms_code("alice"));
+    let (ok, transcript) = t.finish();
+    assert!(ok, "{transcript}");
+
+    let mut t = harness::pamtester_conversation(&pam, &service, "alice");
+    t.expect(prompt);
+    t.answer("mac");
+    t.expect("MAC for ");
+    let input = harness::mac_input_in(&t.expect(": "));
+    t.answer(&sim.mac("alice", &input));
+    let (ok, transcript) = t.finish();
+    assert!(ok, "{transcript}");
+
+    let tag = format!("({service}:auth)");
+    let mine: Vec<String> = log_sink()
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(&tag))
+        .collect();
+    assert!(
+        mine.iter().any(|l| l.contains("sms_to=+38599*****00")),
+        "{mine:#?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|l| l.contains(&format!("mac_input={input}"))),
+        "{mine:#?}"
+    );
+    harness::assert_no_typed_secret_logged();
+}

@@ -16,5 +16,6 @@
 mod harness;
 mod log_check;
 mod pamtester;
+mod sms_mac;
 mod sshd;
 mod sudo;

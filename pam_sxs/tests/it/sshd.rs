@@ -23,6 +23,11 @@ struct Sshd {
 
 impl Sshd {
     fn start(user: &str, sim_url: &str) -> Sshd {
+        Sshd::start_with(user, sim_url, "", "")
+    }
+
+    /// `extra` appended to the config, `args` to the module's stack line.
+    fn start_with(user: &str, sim_url: &str, extra: &str, args: &str) -> Sshd {
         require_root();
         require("/usr/sbin/sshd", "openssh-server");
         require("ssh-keygen", "openssh-client");
@@ -34,13 +39,20 @@ impl Sshd {
                 .arg("-f")
                 .arg(d.join("hostkey")),
         );
-        let config = write_config(d, sim_url, "");
+        let config = write_config(
+            d,
+            sim_url,
+            &format!(
+                "[sms]\npam_state_dir = \"{}\"\n{extra}",
+                d.join("sms").display()
+            ),
+        );
         let service = harness::unique("sshd-sxs-test");
         let pam = PamDir::new();
         pam.service(
             &service,
             &format!(
-                "auth required {{module}} config={}\n\
+                "auth required {{module}} config={} {args}\n\
                  account required pam_permit.so\n\
                  session required pam_permit.so\n\
                  password required pam_deny.so\n",
@@ -154,6 +166,38 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// `ssh USER@127.0.0.1 CMD` answering every keyboard-interactive prompt through
+    /// `SSH_ASKPASS=askpass` (called with the prompt as its argument).
+    fn ssh_askpass(&self, user: &str, askpass: &std::path::Path, cmd: &str) -> Output {
+        require("ssh", "openssh-client");
+        Command::new("ssh")
+            .args(["-F", "/dev/null", "-p"])
+            .arg(self.port.to_string())
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "PreferredAuthentications=keyboard-interactive",
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("{user}@127.0.0.1"))
+            .arg(cmd)
+            .env("SSH_ASKPASS", askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -211,4 +255,68 @@ fn ssh_login_with_a_wrong_otp_is_refused() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("sxs-ok"));
     assert!(sim.stats().rejects >= 1, "{}", sshd.log());
     assert_eq!(sim.stats().accepts, 0);
+}
+
+/// The user's side of an SMS login: Enter at the first prompt, then the code from the phone
+/// (the simulator's outbox, `GET /sim/sms/USER`), as an askpass program that also appends
+/// every prompt it is shown to `dir/prompts`.
+fn sms_askpass(dir: &std::path::Path, sim_url: &str, user: &str) -> PathBuf {
+    require("curl", "curl");
+    let path = dir.join("askpass");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n\
+             printf '%s\\n' \"$1\" >> {prompts}\n\
+             case \"$1\" in\n\
+             *'press Enter for a code by SMS'*) echo ;;\n\
+             *'SMS code:'*) curl -fsS {sim_url}/sim/sms/{user} | sed -n 's/.*\"code\":\"\\([0-9]*\\)\".*/\\1/p' ;;\n\
+             *) echo \"unexpected prompt: $1\" >&2; exit 1 ;;\n\
+             esac\n",
+            prompts = dir.join("prompts").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn ssh_login_answering_the_sms_prompt_with_the_code_from_the_phone() {
+    let user = TestUser::add(None);
+    let sim = Sim::start_sms(&[&user.name]);
+    let sshd = Sshd::start_with(&user.name, &sim.url(), "", "methods=otp,sms");
+    let dir = harness::tempdir();
+    let askpass = sms_askpass(dir.path(), &sim.url(), &user.name);
+    let out = sshd.ssh_askpass(&user.name, &askpass, "echo sxs-sms-ok-$(id -un)");
+    // Registered for the log check once it exists.
+    let code = sim.sms_code(&user.name);
+    assert!(
+        out.status.success(),
+        "{}\nsshd:\n{}",
+        text(&out),
+        sshd.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("sxs-sms-ok-{}", user.name)
+    );
+    // sshd puts the module's PAM_TEXT_INFO in front of the next prompt.
+    let prompts = std::fs::read_to_string(dir.path().join("prompts")).unwrap();
+    assert!(
+        prompts.contains("OTP (or press Enter for a code by SMS): ")
+            && prompts.contains("A code was sent to +38599*****00.\nSMS code: "),
+        "{prompts}"
+    );
+    let s = sim.stats();
+    assert_eq!((s.send_sms, s.validate_otp, s.accepts), (1, 1, 2), "{s:?}");
+    assert_eq!(code.len(), 6);
+    let tag = format!("({}:auth)", sshd.service);
+    assert!(
+        log_sink().lines().iter().any(|l| l.contains(&tag)
+            && l.contains("verdict=accept")
+            && l.contains(" method=sms ")
+            && l.contains("decision=allow")),
+        "no SMS decision line for {tag}"
+    );
 }

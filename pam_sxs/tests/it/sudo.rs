@@ -23,6 +23,11 @@ struct Sudo {
 
 impl Sudo {
     fn setup(sim: &Sim, user: TestUser) -> Sudo {
+        Sudo::setup_with(sim, user, "")
+    }
+
+    /// `args` appended to the module's stack line.
+    fn setup_with(sim: &Sim, user: TestUser, args: &str) -> Sudo {
         require_root();
         require("sudo", "sudo");
         require("visudo", "sudo");
@@ -41,7 +46,7 @@ impl Sudo {
         std::fs::write(
             &pam_file,
             format!(
-                "auth required {} config={} syslog_socket={}\n\
+                "auth required {} config={} syslog_socket={} {args}\n\
                  account required pam_permit.so\n\
                  session required pam_permit.so\n",
                 module_path().display(),
@@ -85,6 +90,29 @@ impl Sudo {
             .unwrap();
         writeln!(child.stdin.take().unwrap(), "{otp}").unwrap();
         child.wait_with_output().unwrap()
+    }
+}
+
+impl Sudo {
+    /// `sudo -S -k -u TARGET id -un` as the test user, as a conversation.
+    fn talk(&self, target: &str) -> harness::Conversation {
+        let mut cmd = Command::new("sudo");
+        cmd.args(["-S", "-k", "-u", target, "id", "-un"])
+            .uid(self.user.uid)
+            .gid(self.user.gid)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("LANG", "C")
+            .current_dir("/");
+        harness::Conversation::spawn(cmd)
+    }
+
+    fn service(&self) -> String {
+        self.pam_file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -145,5 +173,77 @@ fn sudo_with_a_wrong_otp_is_refused() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("root"));
     assert_eq!(sim.stats().rejects, 1);
+    assert_eq!(sim.stats().accepts, 0);
+}
+
+#[test]
+fn sudo_with_the_mac_over_the_shown_input_runs_the_command() {
+    let user = TestUser::add(None);
+    let sim = Sim::start(&[&user.name]);
+    let sudo = Sudo::setup_with(&sim, user, "methods=mac debug");
+    let name = sudo.user.name.clone();
+    let mut t = sudo.talk("root");
+    t.expect("MAC for ");
+    let transcript = t.expect(": ");
+    let input = harness::mac_input_in(&transcript);
+    assert_eq!(input.len(), 8, "{transcript}");
+    t.answer(&sim.mac(&name, &input));
+    let (ok, transcript) = t.finish();
+    assert!(ok, "{transcript}");
+    // sudo's prompt (stderr) and the command's output (stdout) share the transcript.
+    assert!(transcript.trim_end().ends_with(": root"), "{transcript}");
+    // sudo authenticates with PAM_SILENT (sudoers' pam_silent, on by default): the info
+    // message is not shown, which is why the prompt itself carries the MAC input.
+    assert!(!transcript.contains("into the mToken app"), "{transcript}");
+    assert_eq!(sim.stats().validate_mac, 1);
+    assert_eq!(sim.stats().accepts, 1);
+    let tag = format!("({}:auth)", sudo.service());
+    let lines: Vec<String> = log_sink()
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(&tag))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("verdict=accept")
+            && l.contains(" method=mac ")
+            && l.contains(&format!("user={name} "))
+            && l.contains(&format!("mac_input={input}"))),
+        "{lines:#?}"
+    );
+    // What sudo tells PAM: PAM_USER and PAM_RUSER are the invoking user (not the target
+    // user, root here), no PAM_RHOST; the command is not a PAM item at all (docs/pam.md).
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("ruser={name} "))),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains(&format!(
+            "start service={} user={name} rhost=- ",
+            sudo.service()
+        ))),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn sudo_with_a_mac_for_another_input_is_refused() {
+    let user = TestUser::add(None);
+    let sim = Sim::start(&[&user.name]);
+    let sudo = Sudo::setup_with(&sim, user, "methods=mac");
+    let name = sudo.user.name.clone();
+    let mut t = sudo.talk("root");
+    t.expect("MAC for ");
+    let transcript = t.expect(": ");
+    let shown = harness::mac_input_in(&transcript);
+    // The MAC of another input (another challenge, or one the attacker chose).
+    let other = if shown == "12345678" {
+        "87654321"
+    } else {
+        "12345678"
+    };
+    t.answer(&sim.mac(&name, other));
+    let (ok, transcript) = t.finish();
+    assert!(!ok, "{transcript}");
+    assert_eq!(sim.stats().validate_mac, 1);
     assert_eq!(sim.stats().accepts, 0);
 }
