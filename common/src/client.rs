@@ -31,6 +31,38 @@ pub trait Verifier: Send + Sync {
     fn is_ready(&self) -> bool {
         true
     }
+
+    /// Sends an SMS one-time password to `identity`, within `limiter`'s per-user limit. A
+    /// backend without SMS answers `Unavailable`.
+    fn send_sms(
+        &self,
+        identity: &Identity,
+        limiter: &dyn SendLimiter,
+        now_unix: u64,
+    ) -> impl Future<Output = SmsSent> + Send {
+        let _ = (identity, limiter, now_unix);
+        std::future::ready(SmsSent {
+            verdict: Verdict::unavailable("this backend cannot send SMS codes"),
+            masked_mobile: None,
+        })
+    }
+
+    /// Checks a code that [`Verifier::send_sms`] sent.
+    fn verify_sms(&self, identity: &Identity, code: &Otp) -> impl Future<Output = Verdict> + Send {
+        let _ = (identity, code);
+        std::future::ready(Verdict::unavailable("this backend cannot check SMS codes"))
+    }
+
+    /// Dynamic linking: checks `mac` over `input`.
+    fn verify_mac(
+        &self,
+        identity: &Identity,
+        input: &str,
+        mac: &Secret,
+    ) -> impl Future<Output = Verdict> + Send {
+        let _ = (identity, input, mac);
+        std::future::ready(Verdict::unavailable("this backend cannot check MACs"))
+    }
 }
 
 /// A source of monotonic time, so back-off can be tested without sleeping.
@@ -716,6 +748,32 @@ impl SxsClient {
 impl Verifier for SxsClient {
     fn verify(&self, identity: &Identity, otp: &Otp) -> impl Future<Output = Verdict> + Send {
         self.validate_otp(identity, otp)
+    }
+
+    fn send_sms(
+        &self,
+        identity: &Identity,
+        limiter: &dyn SendLimiter,
+        now_unix: u64,
+    ) -> impl Future<Output = SmsSent> + Send {
+        self.send_sms_otp(identity, limiter, now_unix)
+    }
+
+    fn verify_sms(&self, identity: &Identity, code: &Otp) -> impl Future<Output = Verdict> + Send {
+        self.validate_otp_with_profile(
+            identity,
+            code,
+            &self.settings.methods.send_sms.application_profile,
+        )
+    }
+
+    fn verify_mac(
+        &self,
+        identity: &Identity,
+        input: &str,
+        mac: &Secret,
+    ) -> impl Future<Output = Verdict> + Send {
+        self.validate_mac(identity, input, mac)
     }
 
     fn is_ready(&self) -> bool {

@@ -412,8 +412,8 @@ impl PamSettings {
     pub fn methods_for(&self, service: &str) -> Methods {
         self.services
             .get(service)
-            .and_then(|s| s.methods.clone())
-            .or_else(|| self.methods.clone())
+            .and_then(|s| s.methods)
+            .or(self.methods)
             .unwrap_or_default()
     }
 
@@ -965,7 +965,7 @@ impl Validator<'_> {
             }
             let methods = self
                 .methods(&format!("{key}.methods"), c.methods)?
-                .unwrap_or_else(|| default_methods.clone());
+                .unwrap_or(default_methods);
             clients.push(RadiusClient {
                 name: c.name,
                 network,

@@ -65,9 +65,13 @@ impl FromStr for Method {
     }
 }
 
-/// An ordered, duplicate-free, non-empty set of allowed methods.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Methods(Vec<Method>);
+/// An ordered, duplicate-free, non-empty set of allowed methods. `Copy`, so it travels with
+/// every request without an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Methods {
+    order: [Method; 3],
+    len: u8,
+}
 
 impl Methods {
     /// Parses a configured list; errors say which entry is wrong.
@@ -75,39 +79,52 @@ impl Methods {
         if items.is_empty() {
             return Err("at least one method is required".into());
         }
-        let mut out = Vec::with_capacity(items.len());
+        let mut out = Methods {
+            order: [Method::Otp; 3],
+            len: 0,
+        };
         for (i, s) in items.iter().enumerate() {
             let m: Method = s.as_ref().parse().map_err(|e| format!("[{i}]: {e}"))?;
-            if out.contains(&m) {
+            if out.allows(m) {
                 return Err(format!("[{i}]: {m:?} is listed twice"));
             }
-            out.push(m);
+            if let Some(slot) = out.order.get_mut(usize::from(out.len)) {
+                *slot = m;
+                out.len += 1;
+            }
         }
-        Ok(Methods(out))
+        Ok(out)
     }
 
     /// Only `otp`: what every front end did before methods existed.
     pub fn otp_only() -> Methods {
-        Methods(vec![Method::Otp])
+        Methods {
+            order: [Method::Otp; 3],
+            len: 1,
+        }
+    }
+
+    fn as_slice(&self) -> &[Method] {
+        self.order.get(..usize::from(self.len)).unwrap_or(&[])
     }
 
     pub fn allows(&self, m: Method) -> bool {
-        self.0.contains(&m)
+        self.as_slice().contains(&m)
     }
 
     /// The methods in configured order.
     pub fn iter(&self) -> impl Iterator<Item = Method> + '_ {
-        self.0.iter().copied()
+        self.as_slice().iter().copied()
     }
 
     /// The first configured method: what a user is offered without asking.
     pub fn first(&self) -> Method {
-        self.0.first().copied().unwrap_or(Method::Otp)
+        self.as_slice().first().copied().unwrap_or(Method::Otp)
     }
 
     /// Whether exactly this one method is allowed.
     pub fn only(&self, m: Method) -> bool {
-        self.0 == [m]
+        self.as_slice() == [m]
     }
 }
 
@@ -119,7 +136,7 @@ impl Default for Methods {
 
 impl fmt::Display for Methods {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, m) in self.0.iter().enumerate() {
+        for (i, m) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }

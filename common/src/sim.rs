@@ -598,6 +598,11 @@ async fn handle_sim(state: &SimState, method: &Method, rest: &str, req: Request<
         }
         (&Method::GET, other) if other.starts_with("sms/") => {
             let user = other.trim_start_matches("sms/");
+            // `/sim/sms/USER/code`: just the code, for shell scripts.
+            let (user, code_only) = match user.strip_suffix("/code") {
+                Some(u) => (u, true),
+                None => (user, false),
+            };
             let sent: Vec<SmsMessage> = lock(&state.store)
                 .outbox
                 .iter()
@@ -605,6 +610,9 @@ async fn handle_sim(state: &SimState, method: &Method, rest: &str, req: Request<
                 .cloned()
                 .collect();
             match sent.last() {
+                Some(last) if code_only => {
+                    respond(StatusCode::OK, "text/plain", format!("{}\n", last.code))
+                }
                 Some(last) => json(StatusCode::OK, last),
                 None => json(
                     StatusCode::NOT_FOUND,
@@ -862,7 +870,13 @@ impl SimState {
         };
         if let Some(uid) = sms_user {
             let lockout = self.opts.lockout;
-            let Some(t) = store.users.get_mut(&uid).and_then(|u| u.sms.as_mut()) else {
+            let Some(user) = store.users.get_mut(&uid) else {
+                return reject(codes::UNKNOWN_USER, "Unknown user");
+            };
+            // A user who also has an mToken may type its OTP instead: a code that is not the
+            // pending SMS code goes on to the mToken (asked for by user id).
+            let also_mtoken = user.token_sn.is_some() && token_sn.is_none();
+            let Some(t) = user.sms.as_mut() else {
                 return reject(codes::NO_TOKEN, "User has no SMS token");
             };
             if t.locked {
@@ -882,8 +896,12 @@ impl SimState {
                         ),
                     );
                 }
-                Some((_, expires)) if now > expires => {
+                Some((code, expires)) if code == otp && now > expires && !also_mtoken => {
                     return reject(codes::OTP_EXPIRED, "SMS code expired; request a new one");
+                }
+                pending if also_mtoken => {
+                    // Keep the pending code (the user may still type it).
+                    t.code = pending.filter(|(_, expires)| now <= *expires);
                 }
                 pending => {
                     // A wrong try keeps the pending code (the user may retype it) and counts.
@@ -897,7 +915,6 @@ impl SimState {
                 }
             }
         }
-
         let sn = match (token_sn, user_id) {
             (Some(sn), uid) => {
                 let Some(t) = store.tokens.get(sn) else {

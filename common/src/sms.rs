@@ -53,36 +53,57 @@ fn admit(times: &mut VecDeque<u64>, max: u32, window: Duration, now: u64) -> Res
 }
 
 /// In-process limiter (for `sxs-radiusd`). Bounded: users whose sends have all left the window
-/// are forgotten when the table grows.
+/// are forgotten when the table grows. Kept across configuration reloads, which may change
+/// its limits ([`MemoryLimiter::set_limits`]) without forgetting who sent what.
 #[derive(Debug)]
 pub struct MemoryLimiter {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug)]
+struct MemoryInner {
     max: u32,
     window: Duration,
-    users: Mutex<HashMap<String, VecDeque<u64>>>,
+    users: HashMap<String, VecDeque<u64>>,
 }
 
 impl MemoryLimiter {
     pub fn new(max: u32, window: Duration) -> Self {
         Self {
-            max,
-            window,
-            users: Mutex::new(HashMap::new()),
+            inner: Mutex::new(MemoryInner {
+                max,
+                window,
+                users: HashMap::new(),
+            }),
         }
+    }
+
+    /// New limits, from a reloaded configuration.
+    pub fn set_limits(&self, max: u32, window: Duration) {
+        let mut inner = match self.inner.lock() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
+        inner.max = max;
+        inner.window = window;
     }
 }
 
 impl SendLimiter for MemoryLimiter {
     fn try_acquire(&self, user: &str, now_unix: u64) -> Result<(), Refusal> {
-        let mut users = match self.users.lock() {
-            Ok(u) => u,
+        let mut inner = match self.inner.lock() {
+            Ok(i) => i,
             Err(p) => p.into_inner(),
         };
-        if users.len() > 10_000 {
-            let window = self.window.as_secs().max(1);
-            users.retain(|_, t| t.back().is_some_and(|&last| last + window > now_unix));
+        let (max, window) = (inner.max, inner.window);
+        if inner.users.len() > 10_000 {
+            let secs = window.as_secs().max(1);
+            inner
+                .users
+                .retain(|_, t| t.back().is_some_and(|&last| last + secs > now_unix));
         }
-        let times = users.entry(user.to_string()).or_default();
-        admit(times, self.max, self.window, now_unix)
+        let times = inner.users.entry(user.to_string()).or_default();
+        admit(times, max, window, now_unix)
     }
 }
 

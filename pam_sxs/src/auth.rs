@@ -432,10 +432,7 @@ pub fn authenticate<P: Pam, B: Backend>(
 /// configuration's for the service. Under `use_first_pass` (never prompt) and `forward_pass`
 /// (password and OTP in one answer) only `otp` can work: the others are dropped, with a warning.
 fn effective_methods<P: Pam>(pam: &mut P, args: &Args, cfg: &Config, service: &str) -> Methods {
-    let methods = args
-        .methods
-        .clone()
-        .unwrap_or_else(|| cfg.pam.methods_for(service));
+    let methods = args.methods.unwrap_or_else(|| cfg.pam.methods_for(service));
     let why = if args.first_pass == FirstPass::Use {
         "use_first_pass"
     } else if args.forward_pass {

@@ -11,6 +11,7 @@ use common::config::{RadiusMode, RadiusSettings};
 
 use crate::packet::{attr, encoded_attributes_len, response_overhead, Packet, MAX_PACKET_LEN};
 use crate::state::STATE_LEN;
+use common::Method;
 
 /// What the request's reply budget allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +38,28 @@ pub enum Budget {
 pub fn largest_reply_attributes(settings: &RadiusSettings) -> usize {
     let reject =
         encoded_attributes_len(&[(attr::REPLY_MESSAGE, settings.reject_message.as_bytes())]);
-    if settings.mode != RadiusMode::Challenge {
-        return reject;
-    }
+    // SMS and MAC challenges carry prompts the handler builds, at most MAX_METHOD_PROMPT long.
+    let methods = settings
+        .clients
+        .iter()
+        .map(|c| c.methods)
+        .chain(std::iter::once(settings.methods));
+    let method_challenges = methods
+        .clone()
+        .any(|m| m.allows(Method::Sms) || m.allows(Method::Mac));
+    let prompt = match (settings.mode, method_challenges) {
+        (RadiusMode::Otp, false) => return reject,
+        (RadiusMode::Otp, true) => crate::handler::MAX_METHOD_PROMPT,
+        (RadiusMode::Challenge, false) => settings.challenge_prompt.len(),
+        (RadiusMode::Challenge, true) => settings
+            .challenge_prompt
+            .len()
+            .max(crate::handler::MAX_METHOD_PROMPT),
+    };
     let state = [0u8; STATE_LEN];
+    let text = vec![b'x'; prompt];
     let challenge = encoded_attributes_len(&[
-        (attr::REPLY_MESSAGE, settings.challenge_prompt.as_bytes()),
+        (attr::REPLY_MESSAGE, text.as_slice()),
         (attr::STATE, state.as_slice()),
     ]);
     reject.max(challenge)

@@ -1,20 +1,35 @@
 //! The "handle" step: one Access-Request in, Accept / Reject / Challenge out. Generic over
 //! the [`Verifier`] so tests can run it without SxS; the server runs it with the SxS client.
+//!
+//! Which method a request takes is decided here, from the client's `methods` and the request:
+//! a State names the method of the challenge it answers (signed, see [`crate::state`]); without
+//! one, an empty User-Password or the SMS trigger word starts an SMS challenge, the MAC trigger
+//! word (or a MAC-only client) starts a dynamic-linking challenge, and anything else is an OTP
+//! (checked at once in `otp` mode, after an Access-Challenge in `challenge` mode).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::{Policy, RadiusMode};
-use common::{Decision, IdentityMapper, Mapping, Secret, Verdict, Verifier};
+use common::sms::SendLimiter;
+use common::{
+    Decision, Identity, IdentityMapper, Mapping, Method, Methods, Secret, Verdict, Verifier,
+};
 
-use crate::state::{StateSigner, UsedStates};
+use crate::state::{Context, StateSigner, UsedStates};
+
+/// Longest Reply-Message the handler builds for an SMS or MAC challenge (the size budget
+/// reserves room for it before SxS is asked).
+pub const MAX_METHOD_PROMPT: usize = 96;
 
 /// What the handler needs from a request, already decoded and authenticated.
 #[derive(Debug)]
 pub struct AccessRequest {
     /// The client's configured name.
     pub client: String,
+    /// The methods this client allows (`[[radius.clients]] methods`).
+    pub methods: Methods,
     /// User-Name, when present and UTF-8.
     pub user: Option<String>,
     /// The decoded User-Password (the OTP), wiped on drop.
@@ -39,6 +54,8 @@ pub struct Outcome {
     pub user: String,
     /// Why, in one word (`allow`, `deny`, `exempt`, `challenge`, `bad-state`, …).
     pub decision: &'static str,
+    /// The method this request was part of.
+    pub method: Method,
     /// What SxS said, if it was asked.
     pub verdict: Option<Verdict>,
     /// How long SxS took, if it was asked.
@@ -70,7 +87,7 @@ impl UnixClock for SystemUnixClock {
     }
 }
 
-/// The SxS-backed handler: identity mapping, policy, challenge State, validateOtp.
+/// The SxS-backed handler: identity mapping, policy, challenge State, the methods.
 #[derive(Debug)]
 pub struct SxsHandler<V> {
     pub verifier: Arc<V>,
@@ -83,6 +100,10 @@ pub struct SxsHandler<V> {
     pub used_states: Arc<Mutex<UsedStates>>,
     pub state_ttl: Duration,
     pub clock: Arc<dyn UnixClock>,
+    /// SMS sends per user; kept across reloads by the server.
+    pub sms_limiter: Arc<dyn SendLimiter>,
+    pub sms_trigger: String,
+    pub mac_trigger: String,
 }
 
 fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
@@ -90,8 +111,16 @@ fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
         reply,
         user: user.to_string(),
         decision,
+        method: Method::Otp,
         verdict: None,
         sxs_latency: None,
+    }
+}
+
+impl Outcome {
+    fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
     }
 }
 
@@ -115,56 +144,141 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         if self.is_exempt(&user).await {
             return outcome(Reply::Accept, &user, "exempt");
         }
-        match (self.mode, &request.state) {
-            (RadiusMode::Otp, Some(_)) => {
-                return outcome(Reply::Reject, &user, "unexpected-state");
-            }
-            (RadiusMode::Challenge, None) => return self.challenge(&user, &request.client),
-            (RadiusMode::Challenge, Some(state)) => {
-                let Some(signer) = &self.signer else {
-                    return outcome(Reply::Reject, &user, "no-state-key");
-                };
-                let now = self.clock.now_unix();
-                let redeemed = match self.used_states.lock() {
-                    Ok(mut used) => signer.redeem(
-                        &mut used,
-                        state,
-                        user.as_bytes(),
-                        request.client.as_bytes(),
-                        now,
-                    ),
-                    Err(_) => return outcome(Reply::Reject, &user, "state-cache-poisoned"),
-                };
-                match redeemed {
-                    Ok(nonce) if nonce.context() == crate::state::Context::OTP => {}
-                    Ok(nonce) => {
-                        tracing::info!(user, client = request.client, context = ?nonce.context(),
-                            "challenge State was issued for another purpose");
-                        return outcome(Reply::Reject, &user, "bad-state");
-                    }
-                    Err(e) => {
-                        tracing::info!(user, client = request.client, error = %e, "challenge State refused");
-                        return outcome(Reply::Reject, &user, "bad-state");
-                    }
-                }
-            }
-            (RadiusMode::Otp, None) => {}
+        let methods = request.methods;
+        if let Some(state) = &request.state {
+            return self.answer_challenge(&identity, &request, state).await;
         }
-        let Some(otp) = request.password else {
+        let password = request.password.as_ref();
+        let word = password.and_then(Secret::expose_str).unwrap_or("");
+        if methods.allows(Method::Sms)
+            && (word.is_empty() || word == self.sms_trigger || methods.only(Method::Sms))
+        {
+            return self.start_sms(&identity, &request.client).await;
+        }
+        if methods.allows(Method::Mac) && (word == self.mac_trigger || methods.only(Method::Mac)) {
+            return self.challenge(&user, &request.client, Method::Mac);
+        }
+        if !methods.allows(Method::Otp) {
+            tracing::info!(user, client = request.client, %methods,
+                "request names no method this client allows");
+            return outcome(Reply::Reject, &user, "method-not-allowed");
+        }
+        if self.mode == RadiusMode::Challenge {
+            return self.challenge(&user, &request.client, Method::Otp);
+        }
+        let Some(otp) = password else {
             return outcome(Reply::Reject, &user, "no-password");
         };
         let start = Instant::now();
-        let verdict = self.verifier.verify(&identity, &otp).await;
+        let verdict = self.verifier.verify(&identity, otp).await;
+        self.decide(&request.client, user, Method::Otp, verdict, start.elapsed())
+    }
+
+    /// The follow-up of an Access-Challenge: the State says which method it answers.
+    async fn answer_challenge(
+        &self,
+        identity: &Identity,
+        request: &AccessRequest,
+        state: &[u8],
+    ) -> Outcome {
+        let user = identity.user.as_str();
+        let Some(signer) = &self.signer else {
+            return outcome(Reply::Reject, user, "no-state-key");
+        };
+        let now = self.clock.now_unix();
+        let redeemed = match self.used_states.lock() {
+            Ok(mut used) => signer.redeem(
+                &mut used,
+                state,
+                user.as_bytes(),
+                request.client.as_bytes(),
+                now,
+            ),
+            Err(_) => return outcome(Reply::Reject, user, "state-cache-poisoned"),
+        };
+        let nonce = match redeemed {
+            Ok(nonce) => nonce,
+            Err(e) => {
+                tracing::info!(user, client = request.client, error = %e, "challenge State refused");
+                return outcome(Reply::Reject, user, "bad-state");
+            }
+        };
+        let method = nonce.context().method;
+        if nonce.context().first_factor || !request.methods.allows(method) {
+            tracing::info!(user, client = request.client, context = ?nonce.context(),
+                "challenge State is for a method or step this client does not allow");
+            return outcome(Reply::Reject, user, "bad-state").with_method(method);
+        }
+        let Some(answer) = request.password.as_ref().filter(|p| !p.is_empty()) else {
+            return outcome(Reply::Reject, user, "no-password").with_method(method);
+        };
+        let start = Instant::now();
+        let verdict = match method {
+            Method::Otp => self.verifier.verify(identity, answer).await,
+            Method::Sms => self.verifier.verify_sms(identity, answer).await,
+            Method::Mac => {
+                let input =
+                    signer.mac_input(nonce.value(), user.as_bytes(), request.client.as_bytes());
+                self.verifier.verify_mac(identity, &input, answer).await
+            }
+            _ => return outcome(Reply::Reject, user, "bad-state"),
+        };
+        self.decide(
+            &request.client,
+            user.to_string(),
+            method,
+            verdict,
+            start.elapsed(),
+        )
+    }
+
+    /// Asks SxS to send an SMS; on success, challenges for the code.
+    async fn start_sms(&self, identity: &Identity, client: &str) -> Outcome {
+        let user = identity.user.as_str();
+        if self.signer.is_none() {
+            return outcome(Reply::Reject, user, "no-state-key").with_method(Method::Sms);
+        }
+        let start = Instant::now();
+        let sent = self
+            .verifier
+            .send_sms(identity, self.sms_limiter.as_ref(), self.clock.now_unix())
+            .await;
         let latency = start.elapsed();
+        if !matches!(sent.verdict, Verdict::Accept { .. }) {
+            return self.decide(client, user.to_string(), Method::Sms, sent.verdict, latency);
+        }
+        let mut o = self.challenge(user, client, Method::Sms);
+        if let Reply::Challenge { message, .. } = &mut o.reply {
+            *message = match &sent.masked_mobile {
+                Some(m) if m.len() <= 32 => format!("Enter the code sent to {m}: "),
+                _ => "Enter the code sent to your mobile phone: ".to_string(),
+            };
+        }
+        o.decision = "sms-sent";
+        o.verdict = Some(sent.verdict);
+        o.sxs_latency = Some(latency);
+        o
+    }
+
+    /// The policy's decision on a verdict, logged loudly when it lets someone in unchecked.
+    fn decide(
+        &self,
+        client: &str,
+        user: String,
+        method: Method,
+        verdict: Verdict,
+        latency: Duration,
+    ) -> Outcome {
         let decision = self.policy.decide(&verdict, self.policy.failmode);
         if decision == Decision::AllowFailOpen {
-            tracing::warn!(user, client = request.client, verdict = %verdict,
+            tracing::warn!(user, client, method = %method, verdict = verdict.kind(),
                 "SxS unavailable and failmode = \"safe\": letting the user in WITHOUT a second factor");
         }
         Outcome {
             reply: reply_of(decision),
             user,
             decision: decision.as_str(),
+            method,
             verdict: Some(verdict),
             sxs_latency: Some(latency),
         }
@@ -182,32 +296,40 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             .unwrap_or(false)
     }
 
-    fn challenge(&self, user: &str, client: &str) -> Outcome {
+    /// An Access-Challenge for `method` with a fresh signed State. For `mac` the message
+    /// carries the MAC input derived from that State.
+    fn challenge(&self, user: &str, client: &str, method: Method) -> Outcome {
         let Some(signer) = &self.signer else {
-            return outcome(Reply::Reject, user, "no-state-key");
+            return outcome(Reply::Reject, user, "no-state-key").with_method(method);
         };
         let now = self.clock.now_unix();
-        match signer.issue(
-            crate::state::Context::OTP,
+        let state = match signer.issue(
+            Context::new(method),
             user.as_bytes(),
             client.as_bytes(),
             now,
             self.state_ttl,
             &mut rand::rng(),
         ) {
-            Ok(state) => outcome(
-                Reply::Challenge {
-                    state,
-                    message: self.challenge_prompt.clone(),
-                },
-                user,
-                "challenge",
-            ),
+            Ok(state) => state,
             Err(e) => {
                 tracing::error!(error = %e, "cannot issue a challenge State");
-                outcome(Reply::Reject, user, "state-error")
+                return outcome(Reply::Reject, user, "state-error").with_method(method);
             }
-        }
+        };
+        let message = match method {
+            Method::Mac => {
+                let input = StateSigner::nonce_of(&state)
+                    .map(|n| signer.mac_input(&n, user.as_bytes(), client.as_bytes()))
+                    .unwrap_or_default();
+                format!(
+                    "Sign-in code {}: enter it in your app and type the MAC it shows: ",
+                    common::method::group_digits(&input)
+                )
+            }
+            _ => self.challenge_prompt.clone(),
+        };
+        outcome(Reply::Challenge { state, message }, user, "challenge").with_method(method)
     }
 }
 
@@ -235,14 +357,72 @@ mod tests {
     use common::config::{Config, LoadOptions};
     use common::Identity;
 
-    /// Accepts "123456" for anyone; counts calls.
+    /// Accepts "123456" for anyone; counts calls. SMS codes are "654321"; the MAC of an input
+    /// is its reverse's last six digits.
     #[derive(Debug, Default)]
     struct Fixed {
         calls: std::sync::atomic::AtomicUsize,
+        sms_sent: std::sync::atomic::AtomicUsize,
         down: bool,
     }
 
+    fn mac_of(input: &str) -> String {
+        input.chars().rev().take(6).collect()
+    }
+
     impl Verifier for Fixed {
+        fn send_sms(
+            &self,
+            _identity: &Identity,
+            limiter: &dyn SendLimiter,
+            now_unix: u64,
+        ) -> impl Future<Output = common::SmsSent> + Send {
+            let verdict = match limiter.try_acquire("x", now_unix) {
+                Err(_) => Verdict::Reject {
+                    code: "local:sms-rate-limited".into(),
+                    message: "limited".into(),
+                },
+                Ok(()) if self.down => Verdict::Unavailable {
+                    cause: "down".into(),
+                },
+                Ok(()) => {
+                    self.sms_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Verdict::Accept {
+                        token_sn: "3".into(),
+                        user_id: "u".into(),
+                    }
+                }
+            };
+            async move {
+                common::SmsSent {
+                    verdict,
+                    masked_mobile: Some("+38599*****67".into()),
+                }
+            }
+        }
+
+        fn verify_sms(
+            &self,
+            _identity: &Identity,
+            code: &Secret,
+        ) -> impl Future<Output = Verdict> + Send {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ok = code.expose() == b"654321";
+            async move { verdict(ok) }
+        }
+
+        fn verify_mac(
+            &self,
+            _identity: &Identity,
+            input: &str,
+            mac: &Secret,
+        ) -> impl Future<Output = Verdict> + Send {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ok = mac.expose() == mac_of(input).as_bytes();
+            async move { verdict(ok) }
+        }
+
         fn verify(
             &self,
             identity: &Identity,
@@ -265,6 +445,20 @@ mod tests {
                 }
             };
             async move { v }
+        }
+    }
+
+    fn verdict(ok: bool) -> Verdict {
+        if ok {
+            Verdict::Accept {
+                token_sn: "1".into(),
+                user_id: "u".into(),
+            }
+        } else {
+            Verdict::Reject {
+                code: "2010".into(),
+                message: "Wrong".into(),
+            }
         }
     }
 
@@ -300,6 +494,12 @@ mod tests {
             used_states: Arc::new(Mutex::new(UsedStates::new(1000))),
             state_ttl: r.state_ttl,
             clock: clock.clone(),
+            sms_limiter: Arc::new(common::sms::MemoryLimiter::new(
+                cfg.sms.max_per_user,
+                cfg.sms.window,
+            )),
+            sms_trigger: r.sms_trigger,
+            mac_trigger: r.mac_trigger,
         };
         (h, clock)
     }
@@ -307,6 +507,7 @@ mod tests {
     fn req(user: &str, otp: Option<&str>, state: Option<Vec<u8>>) -> AccessRequest {
         AccessRequest {
             client: "nas".into(),
+            methods: Methods::otp_only(),
             user: Some(user.into()),
             password: otp.map(Secret::from),
             state,
@@ -328,7 +529,7 @@ mod tests {
         let o = h
             .handle(req("alice", Some("123456"), Some(vec![1, 2, 3])))
             .await;
-        assert_eq!((o.reply, o.decision), (Reply::Reject, "unexpected-state"));
+        assert_eq!((o.reply, o.decision), (Reply::Reject, "bad-state"));
         let o = h
             .handle(AccessRequest {
                 user: None,
@@ -394,5 +595,139 @@ mod tests {
             .handle(req("alice", Some("123456"), Some(vec![0; 41])))
             .await;
         assert_eq!(o.reply, Reply::Reject);
+    }
+
+    fn with_methods(mut r: AccessRequest, methods: &[&str]) -> AccessRequest {
+        r.methods = Methods::parse(methods).unwrap();
+        r
+    }
+
+    fn challenge_of(o: &Outcome) -> (Vec<u8>, String) {
+        match &o.reply {
+            Reply::Challenge { state, message } => (state.clone(), message.clone()),
+            other => panic!("expected a challenge, got {other:?} ({o:?})"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sms_trigger_sends_then_the_code_completes_once() {
+        let (h, _) = handler("otp", "", false);
+        let m = ["otp", "sms"];
+        // An empty password and the trigger word both send an SMS.
+        for word in [None, Some("sms")] {
+            let o = h.handle(with_methods(req("alice", word, None), &m)).await;
+            let (_, message) = challenge_of(&o);
+            assert_eq!(message, "Enter the code sent to +38599*****67: ");
+            assert_eq!((o.decision, o.method), ("sms-sent", Method::Sms));
+        }
+        assert_eq!(
+            h.verifier
+                .sms_sent
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
+        let o = h.handle(with_methods(req("alice", None, None), &m)).await;
+        let (state, _) = challenge_of(&o);
+        // The code, with the State: accepted once.
+        let o = h
+            .handle(with_methods(
+                req("alice", Some("654321"), Some(state.clone())),
+                &m,
+            ))
+            .await;
+        assert_eq!((o.reply, o.method), (Reply::Accept, Method::Sms));
+        let o = h
+            .handle(with_methods(req("alice", Some("654321"), Some(state)), &m))
+            .await;
+        assert_eq!((o.reply, o.decision), (Reply::Reject, "bad-state"));
+        // A digit password is still an OTP for an otp+sms client.
+        let o = h
+            .handle(with_methods(req("alice", Some("123456"), None), &m))
+            .await;
+        assert_eq!((o.reply, o.method), (Reply::Accept, Method::Otp));
+        // The fourth SMS within the window is refused, without a challenge.
+        let o = h.handle(with_methods(req("alice", None, None), &m)).await;
+        assert_eq!(o.reply, Reply::Reject);
+        assert_eq!(
+            o.verdict.as_ref().and_then(|v| v.code()),
+            Some("local:sms-rate-limited")
+        );
+    }
+
+    #[tokio::test]
+    async fn sms_not_allowed_and_sxs_down_follow_policy() {
+        let (h, _) = handler("otp", "", false);
+        // A client without sms: the trigger word is just a wrong password.
+        let o = h.handle(req("alice", Some("sms"), None)).await;
+        assert_eq!(o.reply, Reply::Reject);
+        assert_eq!(
+            h.verifier
+                .sms_sent
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        let (h, _) = handler("otp", "", true);
+        let o = h
+            .handle(with_methods(req("alice", None, None), &["sms"]))
+            .await;
+        assert_eq!((o.reply, o.decision), (Reply::Reject, "deny-unavailable"));
+        let (h, _) = handler("otp", "[policy]\nfailmode = \"safe\"\n", true);
+        let o = h
+            .handle(with_methods(req("alice", None, None), &["sms"]))
+            .await;
+        assert_eq!((o.reply, o.decision), (Reply::Accept, "allow-failopen"));
+    }
+
+    #[tokio::test]
+    async fn mac_challenge_binds_the_input_to_the_state() {
+        let (h, _) = handler("otp", "", false);
+        let m = ["otp", "mac"];
+        let o = h
+            .handle(with_methods(req("alice", Some("mac"), None), &m))
+            .await;
+        let (state, message) = challenge_of(&o);
+        let input: String = message.chars().filter(|c| c.is_ascii_digit()).collect();
+        assert_eq!(input.len(), 8, "{message}");
+        assert!(message.contains(' '), "grouped for reading: {message}");
+        // Another challenge's MAC does not fit this State.
+        let o2 = h
+            .handle(with_methods(req("alice", Some("mac"), None), &m))
+            .await;
+        let (state2, message2) = challenge_of(&o2);
+        let input2: String = message2.chars().filter(|c| c.is_ascii_digit()).collect();
+        assert_ne!(input, input2);
+        let o = h
+            .handle(with_methods(
+                req("alice", Some(&mac_of(&input2)), Some(state.clone())),
+                &m,
+            ))
+            .await;
+        assert_eq!(o.reply, Reply::Reject);
+        // The State was redeemed by that try: start again, answer with the right MAC.
+        let o = h
+            .handle(with_methods(
+                req("alice", Some(&mac_of(&input2)), Some(state2)),
+                &m,
+            ))
+            .await;
+        assert_eq!((o.reply, o.method), (Reply::Accept, Method::Mac));
+        // A MAC-only client gets a MAC challenge for any first request.
+        let o = h
+            .handle(with_methods(req("alice", Some("123456"), None), &["mac"]))
+            .await;
+        challenge_of(&o);
+        // A MAC State is refused by a client that does not allow mac.
+        let o = h
+            .handle(with_methods(req("alice", Some("mac"), None), &m))
+            .await;
+        let (state, message) = challenge_of(&o);
+        let input: String = message.chars().filter(|c| c.is_ascii_digit()).collect();
+        let o = h
+            .handle(with_methods(
+                req("alice", Some(&mac_of(&input)), Some(state)),
+                &["otp"],
+            ))
+            .await;
+        assert_eq!((o.reply, o.decision), (Reply::Reject, "bad-state"));
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use common::config::{Config, LoadOptions};
 use common::sim::{self, SeedUser, SimOptions};
+use common::sms::MemoryLimiter;
 use common::{IdentityMapper, SxsClient};
 use radiusd::clients::ClientTable;
 use radiusd::handler::{SxsHandler, SystemUnixClock};
@@ -120,7 +121,14 @@ impl ConfigSource {
 
 type SxsRuntime = Runtime<SxsHandler<SxsClient>>;
 
-fn build_runtime(cfg: Config, used: &Arc<Mutex<UsedStates>>) -> Result<SxsRuntime, String> {
+/// What outlives a configuration reload: redeemed States and SMS send counts.
+#[derive(Debug)]
+struct Kept {
+    used: Arc<Mutex<UsedStates>>,
+    sms: Arc<MemoryLimiter>,
+}
+
+fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
     let settings = cfg.radius.ok_or_else(|| {
         format!(
             "{}: no [radius] section; sxs-radiusd needs one (see examples/sxs.toml)",
@@ -145,9 +153,12 @@ fn build_runtime(cfg: Config, used: &Arc<Mutex<UsedStates>>) -> Result<SxsRuntim
         mode: settings.mode,
         challenge_prompt: settings.challenge_prompt.clone(),
         signer,
-        used_states: used.clone(),
+        used_states: kept.used.clone(),
         state_ttl: settings.state_ttl,
         clock: Arc::new(SystemUnixClock),
+        sms_limiter: kept.sms.clone(),
+        sms_trigger: settings.sms_trigger.clone(),
+        mac_trigger: settings.mac_trigger.clone(),
     };
     Ok(Runtime {
         clients: ClientTable::new(&settings.clients),
@@ -159,8 +170,12 @@ fn build_runtime(cfg: Config, used: &Arc<Mutex<UsedStates>>) -> Result<SxsRuntim
 async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<ExitCode, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let cfg = source.load()?;
-    let used = Arc::new(Mutex::new(UsedStates::new(1_000_000)));
-    let rt = build_runtime(cfg, &used)?;
+    let kept = Kept {
+        used: Arc::new(Mutex::new(UsedStates::new(1_000_000))),
+        sms: Arc::new(MemoryLimiter::new(cfg.sms.max_per_user, cfg.sms.window)),
+    };
+    let used = kept.used.clone();
+    let rt = build_runtime(cfg, &kept)?;
     if rt.settings.state_key.is_none() {
         tracing::info!("no radius.state_key: challenge mode is off");
     }
@@ -188,7 +203,10 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
         tokio::select! {
             _ = hup.recv() => {
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
-                match source.load().and_then(|cfg| build_runtime(cfg, &used)) {
+                match source.load().and_then(|cfg| {
+                    kept.sms.set_limits(cfg.sms.max_per_user, cfg.sms.window);
+                    build_runtime(cfg, &kept)
+                }) {
                     Ok(new) => {
                         let clients = new.clients.len();
                         server.reload(new);
@@ -306,6 +324,8 @@ async fn demo(listen_override: &[SocketAddr]) -> Result<ExitCode, String> {
                 id: "demo".into(),
                 token_sn: Some("2000000001".into()),
                 secret: Some(secret.clone()),
+                mobile: Some("+385991234567".into()),
+                sms: Some(true),
                 ..SeedUser::default()
             }],
             ..SimOptions::default()
@@ -325,6 +345,8 @@ organization_id = "1"
 timeout = "3s"
 [radius]
 listen = [{listen}]
+state_key = "{state_key}"
+methods = ["otp", "sms", "mac"]
 [[radius.clients]]
 name = "demo-nas"
 address = "127.0.0.0/8"
@@ -334,6 +356,10 @@ name = "demo-nas-v6"
 address = "::1"
 secret = "testing123"
 "#,
+        state_key = rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
         url = sim.url(),
         listen = listen
             .iter()
@@ -350,8 +376,19 @@ secret = "testing123"
          \x20 OTP=$(curl -s {url}/sim/otp/demo)\n\
          \x20 radtest demo \"$OTP\" 127.0.0.1:{port} 0 testing123     # Access-Accept\n\
          \x20 radtest demo \"$OTP\" 127.0.0.1:{port} 0 testing123     # same OTP again: Access-Reject (single use)\n\
-         \x20 radtest demo 000000 127.0.0.1:{port} 0 testing123       # Access-Reject\n\
-         (radtest is in the freeradius-utils package.) Stop with Ctrl-C.\n",
+         \x20 radtest demo 000000 127.0.0.1:{port} 0 testing123       # Access-Reject\n\n\
+         SMS: the password \"sms\" asks SxS to text a code to the demo user's phone, which is the\n\
+         simulator's outbox ({url}/sim/sms/demo); the answer is an Access-Challenge with a State:\n\
+         \x20 STATE=$(radtest demo sms 127.0.0.1:{port} 0 testing123 | sed -n 's/.*State = //p')\n\
+         \x20 CODE=$(curl -s {url}/sim/sms/demo/code)\n\
+         \x20 echo \"User-Name=demo,User-Password=$CODE,State=$STATE,Message-Authenticator=0x00\" | radclient -x 127.0.0.1:{port} auth testing123   # Access-Accept\n\n\
+         MAC (dynamic linking): the password \"mac\" gets a sign-in code to type into the app, which\n\
+         answers with a MAC over it (the simulator computes it at {url}/sim/mac/demo?input=CODE):\n\
+         \x20 OUT=$(radtest demo mac 127.0.0.1:{port} 0 testing123); echo \"$OUT\" | grep Reply-Message\n\
+         \x20 STATE=$(echo \"$OUT\" | sed -n 's/.*State = //p'); INPUT=$(echo \"$OUT\" | sed -n 's/.*Sign-in code \\([0-9]*\\) \\([0-9]*\\).*/\\1\\2/p')\n\
+         \x20 MAC=$(curl -s \"{url}/sim/mac/demo?input=$INPUT\")\n\
+         \x20 echo \"User-Name=demo,User-Password=$MAC,State=$STATE,Message-Authenticator=0x00\" | radclient -x 127.0.0.1:{port} auth testing123   # Access-Accept\n\n\
+         (radtest and radclient are in the freeradius-utils package.) Stop with Ctrl-C.\n",
         url = sim.url(),
         listen = listen
             .iter()

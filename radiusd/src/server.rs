@@ -393,6 +393,7 @@ impl<H: Handler> Server<H> {
                     reply: Reply::Reject,
                     user: user.into_owned(),
                     decision: "reply-too-large",
+                    method: common::Method::Otp,
                     verdict: None,
                     sxs_latency: None,
                 };
@@ -411,15 +412,15 @@ impl<H: Handler> Server<H> {
                     .user_name()
                     .map(String::from_utf8_lossy)
                     .unwrap_or_default();
-                log_decision(
-                    &client.name,
-                    &user,
-                    Sent::Nothing,
-                    "reply-too-large",
-                    None,
-                    None,
-                    Duration::ZERO,
-                );
+                let outcome = Outcome {
+                    reply: Reply::Reject,
+                    user: user.into_owned(),
+                    decision: "reply-too-large",
+                    method: common::Method::Otp,
+                    verdict: None,
+                    sxs_latency: None,
+                };
+                log_decision(&client.name, Sent::Nothing, &outcome, Duration::ZERO);
                 drop(permit);
                 return;
             }
@@ -433,6 +434,7 @@ impl<H: Handler> Server<H> {
         };
         let request = AccessRequest {
             client: client.name.clone(),
+            methods: client.methods,
             user: packet
                 .user_name()
                 .and_then(|u| std::str::from_utf8(u).ok())
@@ -652,15 +654,7 @@ impl<H: Handler> Answer<H> {
                 tracing::warn!(client = self.client, peer = %self.peer, error = %e, "send failed");
             }
         }
-        log_decision(
-            &self.client,
-            &outcome.user,
-            sent,
-            outcome.decision,
-            outcome.verdict.as_ref(),
-            outcome.sxs_latency,
-            self.received.elapsed(),
-        );
+        log_decision(&self.client, sent, &outcome, self.received.elapsed());
         drop(permit);
     }
 }
@@ -700,15 +694,9 @@ impl Sent {
 
 /// One line per decision. SxS's exception message is NOT logged, only its code: an SxS (or a
 /// proxy in front of it) whose error text quotes the request would put the OTP in the log.
-fn log_decision(
-    client: &str,
-    user: &str,
-    sent: Sent,
-    decision: &str,
-    verdict: Option<&common::Verdict>,
-    sxs_latency: Option<Duration>,
-    total: Duration,
-) {
+fn log_decision(client: &str, sent: Sent, o: &Outcome, total: Duration) {
+    let (user, decision, method) = (o.user.as_str(), o.decision, o.method.as_str());
+    let (verdict, sxs_latency) = (o.verdict.as_ref(), o.sxs_latency);
     let (verdict_kind, code) = match verdict {
         Some(v) => (v.kind(), v.code().unwrap_or("")),
         None => ("", ""),
@@ -724,6 +712,7 @@ fn log_decision(
         user,
         reply = sent.as_str(),
         decision,
+        method,
         verdict = verdict_kind,
         code,
         cause,

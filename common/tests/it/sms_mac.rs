@@ -47,14 +47,23 @@ async fn sms_is_sent_masked_validated_once_and_expires() {
         .validate_otp(&user("alice"), &sms_code.as_str().into())
         .await;
     assert_eq!(v.kind(), "reject");
-    // A code past its validity is refused as expired.
+    // The mToken's OTP still works while an SMS code is pending.
     c.send_sms_otp(&user("alice"), &limiter(), NOW).await;
-    let late = sim.sms_outbox("alice")[1].code.clone();
+    let otp = sim.current_otp("alice").unwrap();
+    assert_eq!(
+        c.validate_otp(&user("alice"), &otp.as_str().into())
+            .await
+            .kind(),
+        "accept"
+    );
+    // A code past its validity is refused as expired (SMS-only user).
+    c.send_sms_otp(&user("sam"), &limiter(), NOW).await;
+    let late = sim.sms_outbox("sam")[0].code.clone();
     sim.advance_time(301);
-    let v = c.validate_otp(&user("alice"), &late.as_str().into()).await;
+    let v = c.validate_otp(&user("sam"), &late.as_str().into()).await;
     assert_eq!(code(&v), "2014");
     let s = sim.stats();
-    assert_eq!(s.send_sms, 2);
+    assert_eq!(s.send_sms, 3);
 }
 
 #[tokio::test]

@@ -96,9 +96,37 @@ fn demo_prints_instructions_that_work() {
         .output()
         .unwrap();
     let r = String::from_utf8_lossy(&radtest.stdout);
+    assert!(r.contains("Received Access-Accept"), "{r}");
+    // The SMS and MAC recipes, run as printed (with the port the OS picked). They were
+    // printed before the "listening on" line.
+    let all = text.clone();
+    for heading in ["SMS:", "MAC (dynamic linking):"] {
+        let script: Vec<String> = all
+            .split(heading)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {heading} section:\n{all}"))
+            .split("\n\n")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("  "))
+            .map(|l| l.replace("127.0.0.1:0 ", &format!("{addr} ")))
+            .collect();
+        assert!(script.len() >= 3, "{heading} {script:?}");
+        let run = Command::new("bash")
+            .args(["-c", &script.join("\n")])
+            .output()
+            .unwrap();
+        let r = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            r.contains("Received Access-Accept"),
+            "{heading} recipe did not get an Accept:\n{}\n{r}\n{}",
+            script.join("\n"),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(r.contains("Received Access-Accept"), "{r}");
 }
 
 #[test]

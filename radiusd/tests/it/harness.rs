@@ -11,6 +11,7 @@ use common::sim::{self, SeedUser, SimHandle, SimOptions};
 
 pub const SECRET: &str = "a-long-test-secret";
 pub const STATE_KEY: &str = "0123456789abcdef0123456789abcdef";
+pub const ALICE_MOBILE: &str = "+385991234567";
 
 /// A simulator on its own runtime thread, so the test body can be synchronous.
 pub struct Sim {
@@ -36,6 +37,9 @@ impl Sim {
                         .map(|(i, id)| SeedUser {
                             id: (*id).into(),
                             token_sn: Some(format!("200003825{i}")),
+                            // alice also holds an SMS token.
+                            mobile: (*id == "alice").then(|| ALICE_MOBILE.into()),
+                            sms: Some(*id == "alice"),
                             ..SeedUser::default()
                         })
                         .collect(),

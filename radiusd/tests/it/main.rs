@@ -4,5 +4,6 @@
 
 mod cli;
 mod harness;
+mod methods;
 mod protocol;
 mod radclient;

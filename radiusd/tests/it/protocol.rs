@@ -354,3 +354,21 @@ fn a_burst_of_bad_packets_from_a_known_client_logs_one_line_per_reason() {
         "{logs}"
     );
 }
+
+/// An empty User-Password as a NAS sends it (16 octets of NUL padding; radclient sends a
+/// zero-length one, which RFC 2865 forbids) asks for an SMS code where SMS is allowed.
+#[test]
+fn an_empty_password_asks_for_an_sms() {
+    let sim = Sim::start();
+    let r = Radiusd::start(
+        &config_text(&sim.url(), "methods = [\"otp\", \"sms\"]\n", None),
+        "127.0.0.1:0",
+    );
+    let c = Client::new(&r);
+    let auth = [3u8; 16];
+    c.send(&access_request(4, auth, "alice", "", &[]));
+    let answer = c.recv().expect("an answer");
+    assert_eq!(answer[0], 11, "Access-Challenge expected: {answer:?}");
+    assert!(verify_response(&answer, &auth, SECRET.as_bytes()).is_ok());
+    assert_eq!(sim.handle.stats().send_sms, 1);
+}

@@ -82,7 +82,7 @@ pub fn radclient_opts(
     Reply { code, output }
 }
 
-fn auth(target: &str, user: &str, password: &str) -> Reply {
+pub fn auth(target: &str, user: &str, password: &str) -> Reply {
     radclient(
         target,
         "auth",
