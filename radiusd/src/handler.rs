@@ -136,6 +136,18 @@ impl<V: Verifier + 'static> SxsHandler<V> {
                     return outcome(Reply::Accept, &user, "exempt");
                 }
                 let d = self.policy.decide_unenrolled();
+                // In challenge mode an enrolled user's first request gets a Challenge before
+                // any OTP is checked; an unenrolled one must too, or that first answer alone
+                // would tell who is enrolled. The State it brings back is then refused.
+                if !d.allows() && self.mode == RadiusMode::Challenge && request.state.is_none() {
+                    let challenged = self.challenge(&user, &request.client, Method::Otp);
+                    if matches!(challenged.reply, Reply::Challenge { .. }) {
+                        return Outcome {
+                            decision: d.as_str(),
+                            ..challenged
+                        };
+                    }
+                }
                 return outcome(reply_of(d), &user, d.as_str());
             }
             Mapping::Known(identity) => identity,
@@ -557,6 +569,43 @@ mod tests {
             h.verifier.calls.load(std::sync::atomic::Ordering::SeqCst),
             1
         );
+    }
+
+    /// Issue #12 defect 8: in challenge mode an unenrolled user (not in the token map,
+    /// unenrolled = "deny") gets a Challenge like an enrolled one, never an immediate Reject
+    /// that would tell who is enrolled; the answer to it is refused without asking SxS.
+    #[tokio::test]
+    async fn an_unenrolled_user_is_challenged_like_an_enrolled_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let map = dir.path().join("tokens.map");
+        std::fs::write(&map, "alice 2000038252\n").unwrap();
+        let extra = format!(
+            "[identity]\nsend = \"token_sn\"\ntoken_map = \"{}\"\n",
+            map.display()
+        );
+        let (h, _) = handler("challenge", &extra, false);
+        let mut states = Vec::new();
+        for user in ["alice", "mallory"] {
+            let o = h.handle(req(user, Some("password"), None)).await;
+            let Reply::Challenge { state, message } = o.reply else {
+                panic!("{user}: {o:?}")
+            };
+            assert_eq!(message, "Enter your one-time password");
+            assert_eq!(state.len(), crate::state::STATE_LEN);
+            states.push(state);
+        }
+        let o = h
+            .handle(req("mallory", Some("123456"), Some(states[1].clone())))
+            .await;
+        assert_eq!((o.reply, o.decision), (Reply::Reject, "deny-unenrolled"));
+        assert_eq!(
+            h.verifier.calls.load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        // In OTP mode nothing changes: refused at once, still without SxS.
+        let (h, _) = handler("otp", &extra, false);
+        let o = h.handle(req("mallory", Some("123456"), None)).await;
+        assert_eq!((o.reply, o.decision), (Reply::Reject, "deny-unenrolled"));
     }
 
     #[tokio::test]
