@@ -178,9 +178,67 @@ impl SendLimiter for FileLimiter {
     }
 }
 
+/// A limiter that remembers why its state could not be used: `send_sms_otp` reports that as
+/// `Unavailable` (nothing was sent), and a front end must not let failmode "safe" open on a
+/// broken local directory, nor an operator tool call it an SxS outage.
+#[derive(Debug)]
+pub struct Recording<L> {
+    inner: L,
+    broken: Mutex<Option<String>>,
+}
+
+impl<L: SendLimiter> Recording<L> {
+    pub fn new(inner: L) -> Self {
+        Self {
+            inner,
+            broken: Mutex::new(None),
+        }
+    }
+
+    /// Why the state could not be used, if it could not.
+    pub fn broken(&self) -> Option<String> {
+        match self.broken.lock() {
+            Ok(b) => b.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl<L: SendLimiter> SendLimiter for Recording<L> {
+    fn try_acquire(&self, user: &str, now_unix: u64) -> Result<(), Refusal> {
+        let r = self.inner.try_acquire(user, now_unix);
+        if let Err(Refusal::Broken(cause)) = &r {
+            match self.broken.lock() {
+                Ok(mut b) => *b = Some(cause.clone()),
+                Err(p) => *p.into_inner() = Some(cause.clone()),
+            }
+        }
+        r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_remembers_a_broken_state_only() {
+        let ok = Recording::new(MemoryLimiter::new(1, Duration::from_secs(60)));
+        assert_eq!(ok.try_acquire("a", 1), Ok(()));
+        assert!(ok.try_acquire("a", 2).is_err());
+        assert_eq!(ok.broken(), None, "a limit reached is not a broken state");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let bad = Recording::new(FileLimiter::new(
+            dir.path().to_path_buf(),
+            3,
+            Duration::from_secs(60),
+        ));
+        assert!(bad.try_acquire("a", 1).is_err());
+        assert!(bad
+            .broken()
+            .is_some_and(|c| c.contains("writable by other users")));
+    }
 
     fn check(l: &dyn SendLimiter) {
         let t = 1_000_000;

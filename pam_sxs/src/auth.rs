@@ -344,7 +344,7 @@ pub fn authenticate<P: Pam, B: Backend>(
         flags,
         backend,
         session: session.as_ref(),
-        limiter: sms::Limiter::from_config(&cfg),
+        limiter: sms::limiter(&cfg),
         methods,
         prompt,
         binding,

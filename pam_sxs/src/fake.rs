@@ -84,6 +84,15 @@ impl FakePam {
         self
     }
 
+    /// The MAC input `shown` as an info message, then the MAC prompt answered with `mac`.
+    pub fn mac_prompt(self, shown: &str, mac: &str) -> Self {
+        self.message(
+            Style::Info,
+            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
+        )
+        .prompt(&format!("MAC for {shown}: "), mac)
+    }
+
     pub fn prompt_fails(mut self, text: &str, code: PamCode) -> Self {
         self.script.push_back(Step::Prompt {
             text: text.into(),

@@ -955,11 +955,7 @@ fn mac_shows_an_input_bound_to_the_login_and_checks_the_mac() {
         .service("sudo")
         .item(Item::RUser, "alice")
         .item(Item::Tty, "/dev/pts/3")
-        .message(
-            Style::Info,
-            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
-        )
-        .prompt(&format!("MAC for {shown}: "), "87654321");
+        .mac_prompt(&shown, "87654321");
     assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
     assert_eq!(b.calls(), [format!("mac:{input}")]);
     assert_eq!(b.otps(), ["87654321"]);
@@ -991,17 +987,9 @@ fn every_mac_attempt_gets_a_fresh_input() {
     // The fake's nonce is constant, so the scripted inputs are equal here; the real nonce is
     // fresh per attempt (Backend::nonce is called once per MAC prompt).
     let mut pam = FakePam::new("alice")
-        .message(
-            Style::Info,
-            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
-        )
-        .prompt(&format!("MAC for {shown}: "), "11111111")
+        .mac_prompt(&shown, "11111111")
         .message(Style::Error, DENIED_MESSAGE)
-        .message(
-            Style::Info,
-            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
-        )
-        .prompt(&format!("MAC for {shown}: "), "22222222");
+        .mac_prompt(&shown, "22222222");
     assert_eq!(run(&mut pam, &c.args(&["prompts=2"]), &b), PamCode::Success);
     assert_eq!(b.calls().len(), 2);
 }
@@ -1025,12 +1013,7 @@ fn typing_mac_at_the_otp_prompt_starts_dynamic_linking() {
         &b.nonce,
     );
     let shown = group_digits(&input);
-    pam = pam
-        .message(
-            Style::Info,
-            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
-        )
-        .prompt(&format!("MAC for {shown}: "), "87654321");
+    pam = pam.mac_prompt(&shown, "87654321");
     assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::Success);
     assert_eq!(b.calls(), [format!("mac:{input}")]);
 }
@@ -1058,11 +1041,7 @@ fn unenrolled_users_see_the_same_mac_prompt_and_nothing_is_sent() {
     );
     let shown = group_digits(&input);
     let mut pam = FakePam::new("carol")
-        .message(
-            Style::Info,
-            &format!("Type {shown} into the mToken app and enter the MAC it shows."),
-        )
-        .prompt(&format!("MAC for {shown}: "), "87654321")
+        .mac_prompt(&shown, "87654321")
         .message(Style::Error, DENIED_MESSAGE);
     assert_eq!(run(&mut pam, &c.args(&[]), &b), PamCode::AuthErr);
     assert!(b.calls().is_empty());

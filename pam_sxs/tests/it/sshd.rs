@@ -138,41 +138,28 @@ impl Sshd {
     fn ssh(&self, user: &str, otp: &str, cmd: &str) -> Output {
         require("ssh", "openssh-client");
         require("sshpass", "sshpass");
-        Command::new("sshpass")
-            .args(["-P", "OTP:", "-e", "ssh", "-F", "/dev/null", "-p"])
-            .arg(self.port.to_string())
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "PreferredAuthentications=keyboard-interactive",
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "NumberOfPasswordPrompts=1",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-                "LogLevel=ERROR",
-            ])
-            .arg(format!("{user}@127.0.0.1"))
-            .arg(cmd)
-            .env("SSHPASS", otp)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        let mut c = Command::new("sshpass");
+        c.args(["-P", "OTP:", "-e", "ssh"]);
+        self.ssh_args(&mut c, &["-o", "NumberOfPasswordPrompts=1"], user, cmd);
+        c.env("SSHPASS", otp).output().unwrap()
     }
-}
 
-impl Sshd {
     /// `ssh USER@127.0.0.1 CMD` answering every keyboard-interactive prompt through
     /// `SSH_ASKPASS=askpass` (called with the prompt as its argument).
     fn ssh_askpass(&self, user: &str, askpass: &std::path::Path, cmd: &str) -> Output {
+        let mut c = Command::new("ssh");
+        self.ssh_args(&mut c, &[], user, cmd);
+        c.env("SSH_ASKPASS", askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .output()
+            .unwrap()
+    }
+
+    /// ssh's arguments: keyboard-interactive only, no host key check, `extra` options, this
+    /// sshd, then the remote command.
+    fn ssh_args(&self, c: &mut Command, extra: &[&str], user: &str, cmd: &str) {
         require("ssh", "openssh-client");
-        Command::new("ssh")
-            .args(["-F", "/dev/null", "-p"])
+        c.args(["-F", "/dev/null", "-p"])
             .arg(self.port.to_string())
             .args([
                 "-o",
@@ -188,13 +175,10 @@ impl Sshd {
                 "-o",
                 "LogLevel=ERROR",
             ])
+            .args(extra)
             .arg(format!("{user}@127.0.0.1"))
             .arg(cmd)
-            .env("SSH_ASKPASS", askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+            .stdin(Stdio::null());
     }
 }
 
