@@ -6,10 +6,10 @@ use std::future::Future;
 use common::config::{Config, LoadOptions};
 use common::SxsClient;
 
-use crate::cli::{Cli, Command, OtpCommand, TokenCommand, UserCommand};
+use crate::cli::{Cli, Command, MacCommand, OtpCommand, SmsCommand, TokenCommand, UserCommand};
 use crate::error::{Exit, Failure};
 use crate::output::Out;
-use crate::{health, man, otp, token, user};
+use crate::{health, mac, man, otp, sms, token, user};
 
 /// What every SxS command needs.
 #[derive(Debug)]
@@ -51,6 +51,8 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Token(TokenCommand::Enroll(args)) => token::enroll(&ctx, &mut out, &args),
         Command::Token(TokenCommand::Renew(args)) => token::renew(&ctx, &mut out, &args),
         Command::Otp(OtpCommand::Check(args)) => otp::check(&ctx, &mut out, args),
+        Command::Sms(SmsCommand::Send(args)) => sms::send(&ctx, &mut out, &args),
+        Command::Mac(MacCommand::Check(args)) => mac::check(&ctx, &mut out, args),
         Command::GenerateMan { .. } => Ok(Exit::Success),
     }
 }

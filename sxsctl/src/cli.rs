@@ -69,6 +69,14 @@ pub enum Command {
     #[command(subcommand)]
     Otp(OtpCommand),
 
+    /// SMS one-time passwords: send one to a user's registered mobile.
+    #[command(subcommand)]
+    Sms(SmsCommand),
+
+    /// Dynamic linking: check a MAC the user's app computed over a MAC input.
+    #[command(subcommand)]
+    Mac(MacCommand),
+
     /// Write the man page sxsctl.1 into DIR (for packaging; the committed copy is
     /// docs/man/sxsctl.1).
     #[command(hide = true)]
@@ -217,6 +225,55 @@ pub struct OtpCheck {
     /// local users in the process list.
     #[arg(value_name = "OTP")]
     pub otp: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SmsCommand {
+    /// Have SxS send an SMS one-time password to USER's registered mobile, as pam_sxs.so does.
+    ///
+    /// The login name is mapped by the [identity] rules and sent with the SMS call of
+    /// [sxs.methods.send_sms]. Prints where the code went, masked (+38599*****67): the full
+    /// number is never shown. The send counts towards the per-user limit (sms.max_per_user per
+    /// sms.window) in the same files pam_sxs.so uses (sms.pam_state_dir, root only), so an
+    /// operator cannot exceed what a user may get; over the limit nothing is sent (exit 1).
+    /// The user then types the code at the SSH or sudo prompt; it is single use.
+    Send(SmsSend),
+}
+
+#[derive(Debug, Args)]
+pub struct SmsSend {
+    /// The login name, as typed at the SSH, sudo or VPN prompt.
+    #[arg(value_name = "USER")]
+    pub user: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MacCommand {
+    /// Validate a MAC for USER over INPUT exactly as pam_sxs.so and sxs-radiusd would.
+    ///
+    /// The login name is mapped by the [identity] rules and sent with the MAC call of
+    /// [sxs.methods.validate_mac]. INPUT is the MAC input the user typed into the mToken app
+    /// (pam_sxs.so shows 8 digits); the MAC is what the app showed. Prints the verdict, the SxS
+    /// exception code and message, the latency and what the [policy] would decide. A MAC is
+    /// single use. Without MAC, it is asked for on the terminal without echo, or read as one
+    /// line from standard input when that is not a terminal.
+    Check(MacCheck),
+}
+
+#[derive(Debug, Args)]
+pub struct MacCheck {
+    /// The login name, as typed at the SSH, sudo or VPN prompt.
+    #[arg(value_name = "USER")]
+    pub user: String,
+
+    /// The MAC input (what the user typed into the app), e.g. 44154810.
+    #[arg(value_name = "INPUT")]
+    pub input: String,
+
+    /// The MAC the app showed. Better left out: a command-line argument is visible to other
+    /// local users in the process list.
+    #[arg(value_name = "MAC")]
+    pub mac: Option<String>,
 }
 
 #[cfg(test)]

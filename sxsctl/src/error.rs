@@ -32,19 +32,21 @@ impl Exit {
 pub const EXIT_STATUS: &[(Exit, &str)] = &[
     (
         Exit::Success,
-        "Success. health: every SxS root is up; otp check: SxS accepted the OTP.",
+        "Success. health: every SxS root is up; otp check, mac check: SxS accepted the OTP or \
+         MAC; sms send: SxS took the SMS.",
     ),
     (
         Exit::Refused,
         "SxS said no: an SxS exception or SOAP fault, shown with its code and message. \
-         otp check: the OTP was rejected (or refused locally as malformed), or the user has \
-         no line in the token map.",
+         otp check, mac check: the OTP or MAC was rejected (or refused locally as malformed), \
+         or the user has no line in the token map. sms send: SxS refused the send, or the \
+         per-user limit is reached (nothing was sent).",
     ),
     (
         Exit::Usage,
         "Usage or configuration error: bad arguments, input that failed validation (nothing \
          was sent to SxS), an unreadable or invalid configuration file or token map, a bad CA \
-         or client certificate file.",
+         or client certificate file, an unusable SMS limit directory (sms.pam_state_dir).",
     ),
     (
         Exit::Unavailable,

@@ -1,11 +1,12 @@
-//! `sxsctl otp check`: one validateOtp exactly as the front ends make it.
+//! `sxsctl otp check`: one validateOtp exactly as the front ends make it; the identity mapping
+//! and the report are shared with `mac check` and `sms send`.
 //!
 //! Same identity mapping (`common::IdentityMapper` over `[identity]`), same client (servers,
 //! failover, TLS, Organization ID header, application profile), same policy
 //! (`common::Policy::decide`): what this prints is what `pam_sxs.so` and `sxs-radiusd` see.
 
 use std::io::{self, BufRead, IsTerminal, Read};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::config::{FailMode, SendIdentity};
 use common::{codes, Identity, IdentityMapper, Mapping, Secret, Verdict};
@@ -21,18 +22,33 @@ use crate::output::{latency, millis, Out};
 const MAX_OTP_LINE: u64 = 256;
 
 pub fn check(ctx: &Ctx, out: &mut Out, mut args: OtpCheck) -> Result<Exit, Failure> {
+    let Some(identity) = identity_for(ctx, out, &args.user)? else {
+        return Ok(Exit::Refused);
+    };
+    let otp = match args.otp.take() {
+        Some(text) => Secret::from(text),
+        None => read_secret("OTP", &identity.user)?,
+    };
+    let start = Instant::now();
+    let verdict = ctx.block_on(ctx.client.validate_otp(&identity, &otp));
+    let took = start.elapsed();
+    drop(otp);
+    let profile = ctx.client.settings().application_profile.clone();
+    report(ctx, out, &identity, &profile, None, verdict, took)
+}
+
+/// The login name mapped by `[identity]`, as the front ends map it. `None` when the user has
+/// no line in the token map: that is reported here (what `policy.unenrolled` decides) and the
+/// command exits 1 without calling SxS.
+pub fn identity_for(ctx: &Ctx, out: &mut Out, user: &str) -> Result<Option<Identity>, Failure> {
     let mapper = IdentityMapper::new(&ctx.cfg.identity)?;
-    let policy = &ctx.cfg.policy;
-    let identity = match mapper.map(&args.user) {
-        Mapping::Known(identity) => identity,
+    match mapper.map(user) {
+        Mapping::Known(identity) => Ok(Some(identity)),
         Mapping::Invalid { reason } => {
-            return Err(Failure::usage(format!(
-                "invalid USER {:?}: {reason}",
-                args.user
-            )))
+            Err(Failure::usage(format!("invalid USER {user:?}: {reason}")))
         }
         Mapping::NotInTokenMap { user } => {
-            let decision = policy.decide_unenrolled();
+            let decision = ctx.cfg.policy.decide_unenrolled();
             let map = ctx
                 .cfg
                 .identity
@@ -61,26 +77,39 @@ pub fn check(ctx: &Ctx, out: &mut Out, mut args: OtpCheck) -> Result<Exit, Failu
                     format_args!("{} (policy.unenrolled)", decision.as_str()),
                 )?;
             }
-            return Ok(Exit::Refused);
+            Ok(None)
         }
-    };
-    let exempt = policy.is_exempt(&identity.user);
-    let otp = match args.otp.take() {
-        Some(text) => Secret::from(text),
-        None => read_otp(&identity.user)?,
-    };
+    }
+}
 
-    let start = Instant::now();
-    let verdict = ctx.block_on(ctx.client.validate_otp(&identity, &otp));
-    let took = start.elapsed();
-    drop(otp);
-    let decision = policy.decide(&verdict, policy.failmode);
-    let exit = match verdict {
+/// The exit status of a verdict: 0 accepted, 1 refused, 3 unavailable.
+pub fn exit_of(verdict: &Verdict) -> Exit {
+    match verdict {
         Verdict::Accept { .. } => Exit::Success,
         Verdict::Reject { .. } => Exit::Refused,
         Verdict::Unavailable { .. } => Exit::Unavailable,
-    };
-    let local = verdict.code() == Some(codes::LOCAL_MALFORMED_OTP);
+    }
+}
+
+/// Prints SxS's verdict on an OTP or a MAC (`mac_input` given) and what the policy decides;
+/// gives the exit status.
+pub fn report(
+    ctx: &Ctx,
+    out: &mut Out,
+    identity: &Identity,
+    profile: &str,
+    mac_input: Option<&str>,
+    verdict: Verdict,
+    took: Duration,
+) -> Result<Exit, Failure> {
+    let policy = &ctx.cfg.policy;
+    let exempt = policy.is_exempt(&identity.user);
+    let decision = policy.decide(&verdict, policy.failmode);
+    let exit = exit_of(&verdict);
+    let local = matches!(
+        verdict.code(),
+        Some(codes::LOCAL_MALFORMED_OTP | codes::LOCAL_MALFORMED_MAC_INPUT)
+    );
     let settings = ctx.client.settings();
 
     if out.json() {
@@ -91,12 +120,12 @@ pub fn check(ctx: &Ctx, out: &mut Out, mut args: OtpCheck) -> Result<Exit, Failu
             Verdict::Reject { code, message } => (None, None, Some(code), Some(message), None),
             Verdict::Unavailable { cause } => (None, None, None, None, Some(cause)),
         };
-        out.emit(&json!({
+        let mut v = json!({
             "user": identity.user,
             "sent": {
                 "token_sn": identity.token_sn,
                 "user_id": identity.user_id,
-                "application_profile": settings.application_profile,
+                "application_profile": profile,
                 "organization_header": settings.organization_header,
             },
             "verdict": verdict.kind(),
@@ -110,7 +139,11 @@ pub fn check(ctx: &Ctx, out: &mut Out, mut args: OtpCheck) -> Result<Exit, Failu
             "decision": decision.as_str(),
             "failmode": failmode_name(policy.failmode),
             "exempt": exempt,
-        }))?;
+        });
+        if let (Some(input), Some(obj)) = (mac_input, v.as_object_mut()) {
+            obj.insert("mac_input".into(), input.into());
+        }
+        out.emit(&v)?;
         return Ok(exit);
     }
 
@@ -118,12 +151,14 @@ pub fn check(ctx: &Ctx, out: &mut Out, mut args: OtpCheck) -> Result<Exit, Failu
     out.field(
         "sent",
         format_args!(
-            "{} (application profile {}, header {})",
-            describe(&identity),
-            settings.application_profile,
+            "{} (application profile {profile}, header {})",
+            describe(identity),
             settings.organization_header
         ),
     )?;
+    if let Some(input) = mac_input {
+        out.field("mac input", input)?;
+    }
     match &verdict {
         Verdict::Accept { token_sn, user_id } => {
             out.field("verdict", "accept")?;
@@ -165,13 +200,13 @@ pub fn check(ctx: &Ctx, out: &mut Out, mut args: OtpCheck) -> Result<Exit, Failu
     Ok(exit)
 }
 
-/// The OTP from the terminal without echo, or one line of standard input when it is not a
-/// terminal (`echo 123456 | sxsctl otp check alice`).
-fn read_otp(user: &str) -> Result<Secret, Failure> {
+/// The OTP (or MAC: `what`) from the terminal without echo, or one line of standard input
+/// when it is not a terminal (`echo 123456 | sxsctl otp check alice`).
+pub fn read_secret(what: &str, user: &str) -> Result<Secret, Failure> {
     let text = if io::stdin().is_terminal() {
         Zeroizing::new(
-            rpassword::prompt_password(format!("OTP for {user}: ")).map_err(|e| {
-                Failure::usage(format!("cannot read the OTP from the terminal: {e}"))
+            rpassword::prompt_password(format!("{what} for {user}: ")).map_err(|e| {
+                Failure::usage(format!("cannot read the {what} from the terminal: {e}"))
             })?,
         )
     } else {
@@ -180,19 +215,21 @@ fn read_otp(user: &str) -> Result<Secret, Failure> {
             .lock()
             .take(MAX_OTP_LINE)
             .read_line(&mut line)
-            .map_err(|e| Failure::usage(format!("cannot read the OTP from standard input: {e}")))?;
+            .map_err(|e| {
+                Failure::usage(format!("cannot read the {what} from standard input: {e}"))
+            })?;
         line
     };
     let otp = text.trim_end_matches(['\n', '\r']);
     if otp.is_empty() {
-        return Err(Failure::usage(
-            "no OTP given (as an argument, on the terminal or on standard input)",
-        ));
+        return Err(Failure::usage(format!(
+            "no {what} given (as an argument, on the terminal or on standard input)"
+        )));
     }
     Ok(Secret::from(otp))
 }
 
-fn describe(identity: &Identity) -> String {
+pub fn describe(identity: &Identity) -> String {
     match (&identity.token_sn, &identity.user_id) {
         (Some(sn), Some(uid)) => format!("TokenSN={sn} UserID={uid}"),
         (Some(sn), None) => format!("TokenSN={sn}"),

@@ -55,6 +55,25 @@ impl Sim {
         self.handle.current_otp(user).unwrap()
     }
 
+    /// The code of the last SMS sent to `user` (what the phone shows).
+    pub fn sms_code(&self, user: &str) -> Option<String> {
+        self.handle.sms_outbox(user).pop().map(|m| m.code)
+    }
+
+    /// The MAC `user`'s app shows for `input`.
+    pub fn mac(&self, user: &str, input: &str) -> String {
+        self.handle.mac(user, input).unwrap()
+    }
+
+    /// A configuration whose SMS limit counts in a fresh directory of this test, plus `extra`.
+    pub fn sms_config(&self, extra: &str) -> PathBuf {
+        let dir = self.file(&format!("sms-{}", unique()));
+        self.config(&format!(
+            "[sms]\npam_state_dir = {:?}\n{extra}",
+            dir.display().to_string()
+        ))
+    }
+
     /// Moves the simulator's clock on by one OTP step (a fresh OTP without sleeping).
     pub fn next_step(&self) {
         self.handle.advance_time(30);
@@ -119,6 +138,10 @@ fn seed() -> Vec<SeedUser> {
             token_sn: Some(ALICE_SN.into()),
             secret: Some("JBSWY3DPEHPK3PXP".into()),
             mobile: Some("+385991234567".into()),
+            sms: Some(true),
+            // Explicit: an assigned one can collide with the serial `token enroll` gets next
+            // (simulator: both come from one counter, the SMS serial is not reserved).
+            sms_token_sn: Some("2000038299".into()),
             ..SeedUser::default()
         },
         SeedUser {

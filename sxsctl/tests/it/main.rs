@@ -7,5 +7,6 @@ mod harness;
 mod health;
 mod man;
 mod otp;
+mod sms_mac;
 mod token;
 mod user;
