@@ -53,6 +53,17 @@ pub trait Verifier: Send + Sync {
         std::future::ready(Verdict::unavailable("this backend cannot check SMS codes"))
     }
 
+    /// PUSH: asks for an approval on the user's phone; the answer arrives at `callback`.
+    fn start_push(
+        &self,
+        identity: &Identity,
+        input: &str,
+        callback: &str,
+    ) -> impl Future<Output = Verdict> + Send {
+        let _ = (identity, input, callback);
+        std::future::ready(Verdict::unavailable("this backend cannot push"))
+    }
+
     /// Dynamic linking: checks `mac` over `input`.
     fn verify_mac(
         &self,
@@ -416,6 +427,46 @@ impl SxsClient {
         }
     }
 
+    /// PUSH: asks SxS to push a request to `identity`'s mToken app showing `input`, and to
+    /// call `callback` with the result (`[sxs.methods.start_push]`). `Accept` means SxS took
+    /// the request; the approval itself arrives at the callback. Never repeated.
+    pub async fn start_push(&self, identity: &Identity, input: &str, callback: &str) -> Verdict {
+        if let Err(v) = has_identity(identity) {
+            return v;
+        }
+        let method = &self.settings.methods.start_push;
+        let envelope = soap::start_push_request(
+            method,
+            input,
+            callback,
+            identity.token_sn.as_deref(),
+            identity.user_id.as_deref(),
+        );
+        self.auth_call(
+            "startPush",
+            &method.path,
+            &method.soap_action,
+            envelope.as_bytes(),
+            |status, body, url| match soap::read_ack(body) {
+                Ok(Some((code, message))) => Verdict::Reject { code, message },
+                Ok(None) if status == 200 => Verdict::Accept {
+                    token_sn: identity.token_sn.clone().unwrap_or_default(),
+                    user_id: identity.user_id.clone().unwrap_or_default(),
+                },
+                Ok(None) => {
+                    Verdict::unavailable(format!("{url}: HTTP {status} with a success body"))
+                }
+                Err(e) if status == 200 => {
+                    Verdict::unavailable(format!("{url}: malformed answer: {e}"))
+                }
+                Err(_) => {
+                    Verdict::unavailable(format!("{url}: HTTP {status} without a SOAP answer"))
+                }
+            },
+        )
+        .await
+    }
+
     /// One single-use call to the authentication service at `path`: bounded by
     /// `max_connections` and one deadline, sent to the next server only when the previous one
     /// provably did not get it. The HTTP answer of the server that did, or `Unavailable`.
@@ -757,6 +808,15 @@ impl Verifier for SxsClient {
         now_unix: u64,
     ) -> impl Future<Output = SmsSent> + Send {
         self.send_sms_otp(identity, limiter, now_unix)
+    }
+
+    fn start_push(
+        &self,
+        identity: &Identity,
+        input: &str,
+        callback: &str,
+    ) -> impl Future<Output = Verdict> + Send {
+        SxsClient::start_push(self, identity, input, callback)
     }
 
     fn verify_sms(&self, identity: &Identity, code: &Otp) -> impl Future<Output = Verdict> + Send {

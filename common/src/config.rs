@@ -19,6 +19,9 @@ use crate::error::{Error, Result};
 use crate::method::Methods;
 use crate::secret::Secret;
 
+mod push;
+pub use push::{HttpSettings, PushSettings, SharedSettings};
+
 /// Where the file lives unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/sxs/sxs.toml";
 
@@ -54,6 +57,11 @@ struct RawConfig {
     pam: RawPam,
     #[serde(default)]
     sms: RawSms,
+    http: Option<push::RawHttp>,
+    #[serde(default)]
+    push: push::RawPush,
+    #[serde(default)]
+    shared: push::RawShared,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +77,7 @@ struct RawSms {
 struct RawMethods {
     send_sms: Option<RawSxsMethod>,
     validate_mac: Option<RawSxsMethod>,
+    start_push: Option<RawSxsMethod>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +91,7 @@ struct RawSxsMethod {
     mobile_element: Option<String>,
     mac_element: Option<String>,
     input_element: Option<String>,
+    callback_element: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +155,7 @@ struct RawRadius {
     methods: Option<Vec<String>>,
     sms_trigger: Option<String>,
     mac_trigger: Option<String>,
+    push_trigger: Option<String>,
     #[serde(default)]
     accounting: bool,
     #[serde(default)]
@@ -196,6 +207,10 @@ pub struct Config {
     pub radius: Option<RadiusSettings>,
     pub pam: PamSettings,
     pub sms: SmsSettings,
+    /// Present when the file has an `[http]` section.
+    pub http: Option<HttpSettings>,
+    pub push: PushSettings,
+    pub shared: SharedSettings,
 }
 
 /// `[sms]`: limits on sending SMS one-time passwords.
@@ -226,6 +241,8 @@ pub struct SxsMethod {
     pub mobile_element: String,
     pub mac_element: String,
     pub input_element: String,
+    /// The element carrying the callback location (start_push).
+    pub callback_element: String,
 }
 
 /// `[sxs.methods]`.
@@ -233,6 +250,7 @@ pub struct SxsMethod {
 pub struct SxsMethods {
     pub send_sms: SxsMethod,
     pub validate_mac: SxsMethod,
+    pub start_push: SxsMethod,
 }
 
 impl SxsMethods {
@@ -248,6 +266,7 @@ impl SxsMethods {
             mobile_element: "mobile".into(),
             mac_element: "mac".into(),
             input_element: "macInput".into(),
+            callback_element: "callbackUrl".into(),
         };
         Self {
             send_sms: SxsMethod {
@@ -256,6 +275,10 @@ impl SxsMethods {
             },
             validate_mac: SxsMethod {
                 request: "validateMacRequest".into(),
+                ..base.clone()
+            },
+            start_push: SxsMethod {
+                request: "startPushRequest".into(),
                 ..base
             },
         }
@@ -365,6 +388,8 @@ pub struct RadiusSettings {
     pub sms_trigger: String,
     /// A User-Password equal to this asks for a MAC challenge, where MAC is allowed.
     pub mac_trigger: String,
+    /// A User-Password equal to this starts a push approval, where push is allowed.
+    pub push_trigger: String,
     /// Answer Accounting-Request with Accounting-Response (and keep nothing).
     pub accounting: bool,
     pub clients: Vec<RadiusClient>,
@@ -630,6 +655,21 @@ impl Validator<'_> {
         let radius = raw.radius.map(|r| self.validate_radius(r)).transpose()?;
         let pam = self.validate_pam(raw.pam)?;
         let sms = self.validate_sms(raw.sms)?;
+        let http = self.validate_http(raw.http)?;
+        let push = self.validate_push(raw.push)?;
+        let shared = self.validate_shared(raw.shared)?;
+        let wants_push = radius.as_ref().is_some_and(|r| {
+            r.methods.allows(crate::Method::Push)
+                || r.clients
+                    .iter()
+                    .any(|c| c.methods.allows(crate::Method::Push))
+        });
+        if wants_push && http.is_none() {
+            return Err(self.err(
+                "http",
+                "a RADIUS client allows \"push\": an [http] section is needed to receive SxS's callback",
+            ));
+        }
         Ok(Loaded {
             config: Config {
                 source: self.file.to_string(),
@@ -639,6 +679,9 @@ impl Validator<'_> {
                 radius,
                 pam,
                 sms,
+                http,
+                push,
+                shared,
             },
             has_inline_secret: self.inline_secret_key.is_some(),
             inline_secret_key: self.inline_secret_key,
@@ -716,6 +759,11 @@ impl Validator<'_> {
                 "sxs.methods.validate_mac",
                 raw.methods.validate_mac,
                 defaults.validate_mac,
+            )?,
+            start_push: self.sxs_method(
+                "sxs.methods.start_push",
+                raw.methods.start_push,
+                defaults.start_push,
             )?,
         };
         Ok(SxsSettings {
@@ -802,6 +850,11 @@ impl Validator<'_> {
             mobile_element: name("mobile_element", raw.mobile_element, default.mobile_element)?,
             mac_element: name("mac_element", raw.mac_element, default.mac_element)?,
             input_element: name("input_element", raw.input_element, default.input_element)?,
+            callback_element: name(
+                "callback_element",
+                raw.callback_element,
+                default.callback_element,
+            )?,
         })
     }
 
@@ -987,8 +1040,13 @@ impl Validator<'_> {
         };
         let sms_trigger = trigger("radius.sms_trigger", raw.sms_trigger, "sms")?;
         let mac_trigger = trigger("radius.mac_trigger", raw.mac_trigger, "mac")?;
-        if sms_trigger == mac_trigger {
-            return Err(self.err("radius.mac_trigger", "must differ from radius.sms_trigger"));
+        let push_trigger = trigger("radius.push_trigger", raw.push_trigger, "push")?;
+        if sms_trigger == mac_trigger || push_trigger == sms_trigger || push_trigger == mac_trigger
+        {
+            return Err(self.err(
+                "radius.push_trigger",
+                "radius.sms_trigger, mac_trigger and push_trigger must differ",
+            ));
         }
         let uses = |m: crate::Method| {
             default_methods.allows(m) || clients.iter().any(|c| c.methods.allows(m))
@@ -1020,6 +1078,7 @@ impl Validator<'_> {
             methods: default_methods,
             sms_trigger,
             mac_trigger,
+            push_trigger,
             accounting: raw.accounting,
             clients,
         })

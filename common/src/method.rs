@@ -7,6 +7,10 @@
 //!   types it; SxS `validateOtp`.
 //! - `mac`: dynamic linking. The front end shows a short *MAC input* bound to this login; the
 //!   mToken app computes a MAC over it; SxS validates MAC + MAC input.
+//! - `push`: SxS pushes a request to the user's mToken app; the user approves on the phone;
+//!   SxS calls our callback with the result and an OTP, which is then validated.
+//! - `oob`: out-of-band login: a challenge is shown (digits and a QR code); the user's
+//!   authenticator app answers it at our DP4Mobile-style endpoint; the waiting login completes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -18,11 +22,19 @@ pub enum Method {
     Otp,
     Sms,
     Mac,
+    Push,
+    Oob,
 }
 
 impl Method {
     /// Every method, in the order they are documented.
-    pub const ALL: [Method; 3] = [Method::Otp, Method::Sms, Method::Mac];
+    pub const ALL: [Method; 5] = [
+        Method::Otp,
+        Method::Sms,
+        Method::Mac,
+        Method::Push,
+        Method::Oob,
+    ];
 
     /// The name used in configuration files and logs.
     pub fn as_str(self) -> &'static str {
@@ -30,6 +42,8 @@ impl Method {
             Method::Otp => "otp",
             Method::Sms => "sms",
             Method::Mac => "mac",
+            Method::Push => "push",
+            Method::Oob => "oob",
         }
     }
 
@@ -39,6 +53,8 @@ impl Method {
             Method::Otp => 0,
             Method::Sms => 1,
             Method::Mac => 2,
+            Method::Push => 3,
+            Method::Oob => 4,
         }
     }
 
@@ -61,7 +77,11 @@ impl FromStr for Method {
         Method::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("unknown method {s:?}; expected \"otp\", \"sms\" or \"mac\""))
+            .ok_or_else(|| {
+                format!(
+                    "unknown method {s:?}; expected \"otp\", \"sms\", \"mac\", \"push\" or \"oob\""
+                )
+            })
     }
 }
 
@@ -69,7 +89,7 @@ impl FromStr for Method {
 /// every request without an allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Methods {
-    order: [Method; 3],
+    order: [Method; 5],
     len: u8,
 }
 
@@ -80,7 +100,7 @@ impl Methods {
             return Err("at least one method is required".into());
         }
         let mut out = Methods {
-            order: [Method::Otp; 3],
+            order: [Method::Otp; 5],
             len: 0,
         };
         for (i, s) in items.iter().enumerate() {
@@ -99,7 +119,7 @@ impl Methods {
     /// Only `otp`: what every front end did before methods existed.
     pub fn otp_only() -> Methods {
         Methods {
-            order: [Method::Otp; 3],
+            order: [Method::Otp; 5],
             len: 1,
         }
     }
@@ -186,9 +206,9 @@ mod tests {
             Methods::parse(&["otp", "otp"]).unwrap_err(),
             "[1]: Otp is listed twice"
         );
-        assert!(Methods::parse(&["push"])
+        assert!(Methods::parse(&["fax"])
             .unwrap_err()
-            .contains("[0]: unknown method \"push\""));
+            .contains("[0]: unknown method \"fax\""));
         for m in Method::ALL {
             assert_eq!(Method::from_code(m.code()), Some(m));
             assert_eq!(m.as_str().parse::<Method>(), Ok(m));

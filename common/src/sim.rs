@@ -180,6 +180,7 @@ struct Stats {
     health: AtomicU64,
     send_sms: AtomicU64,
     validate_mac: AtomicU64,
+    start_push: AtomicU64,
 }
 
 /// A snapshot of the counters. `accepts`/`rejects` count validateOtp, sendSms and
@@ -196,6 +197,8 @@ pub struct StatsSnapshot {
     pub send_sms: u64,
     #[serde(default)]
     pub validate_mac: u64,
+    #[serde(default)]
+    pub start_push: u64,
 }
 
 /// An injected error.
@@ -232,6 +235,40 @@ struct SimState {
     stats: Stats,
     faults: Mutex<Faults>,
     time_offset: AtomicI64,
+    pushes: Mutex<Vec<PushRecord>>,
+    /// Calls push callbacks (accepts any certificate: a test's self-signed one).
+    callback_client: reqwest::Client,
+}
+
+/// A push SxS was asked to deliver, as the phone sees it (`GET /sim/push/USER`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PushRecord {
+    pub id: String,
+    pub user_id: String,
+    /// The data shown on the phone (and signed by the token).
+    pub input: String,
+    pub callback: String,
+    /// `pending`, `approved` or `denied`.
+    pub status: String,
+    pub created_at: u64,
+}
+
+/// How `POST /sim/push/ID/approve|deny` calls the callback (query parameters).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallbackOptions {
+    /// Call it this many times (a replay test).
+    #[serde(default)]
+    times: Option<u32>,
+    /// Wait this long first (a late-callback test).
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    /// Alter the signature in the callback location (a forgery test).
+    #[serde(default)]
+    bad_signature: Option<bool>,
+    /// Send the callback of another push id (a cross-request test) — the id in the path.
+    #[serde(default)]
+    other_id: Option<String>,
 }
 
 /// A running simulator; dropping it stops the server.
@@ -260,6 +297,15 @@ impl SimHandle {
             .outbox
             .iter()
             .filter(|m| m.user_id == user_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The pushes waiting on `user_id`'s phone.
+    pub fn pending_pushes(&self, user_id: &str) -> Vec<PushRecord> {
+        lock(&self.state.pushes)
+            .iter()
+            .filter(|p| p.user_id == user_id && p.status == "pending")
             .cloned()
             .collect()
     }
@@ -454,6 +500,7 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
         let counter = match op {
             AuthOp::SendSms => &state.stats.send_sms,
             AuthOp::ValidateMac => &state.stats.validate_mac,
+            AuthOp::StartPush => &state.stats.start_push,
             AuthOp::ValidateOtp | AuthOp::Unknown => &state.stats.validate_otp,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -513,6 +560,7 @@ async fn handle(state: Arc<SimState>, abort: Arc<Notify>, req: Request<Incoming>
             AuthOp::ValidateOtp => state.validate_otp(&body),
             AuthOp::SendSms => state.send_sms(&body),
             AuthOp::ValidateMac => state.validate_mac(&body),
+            AuthOp::StartPush => state.start_push(&body),
             AuthOp::Unknown => {
                 state.stats.rejects.fetch_add(1, Ordering::Relaxed);
                 soap_fault("soap:Client", "unknown operation")
@@ -596,6 +644,33 @@ async fn handle_sim(state: &SimState, method: &Method, rest: &str, req: Request<
                 Err(r) => r,
             }
         }
+        (&Method::GET, other) if other.starts_with("push/") => {
+            let user = other.trim_start_matches("push/");
+            let list: Vec<PushRecord> = lock(&state.pushes)
+                .iter()
+                .filter(|p| p.user_id == user && p.status == "pending")
+                .cloned()
+                .collect();
+            json(StatusCode::OK, &list)
+        }
+        (&Method::POST, other) if other.starts_with("push/") => {
+            let rest = other.trim_start_matches("push/");
+            let (id, approve) = match (rest.strip_suffix("/approve"), rest.strip_suffix("/deny")) {
+                (Some(id), _) => (id.to_string(), true),
+                (_, Some(id)) => (id.to_string(), false),
+                _ => return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+            };
+            let opts: CallbackOptions = match req.uri().query() {
+                None => CallbackOptions::default(),
+                Some(q) => match serde_urlencoded_lite(q) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        return respond(StatusCode::BAD_REQUEST, "text/plain", format!("{e}\n"))
+                    }
+                },
+            };
+            state.answer_push(&id, approve, opts).await
+        }
         (&Method::GET, other) if other.starts_with("sms/") => {
             let user = other.trim_start_matches("sms/");
             // `/sim/sms/USER/code`: just the code, for shell scripts.
@@ -668,6 +743,24 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
             &serde_json::json!({"error": e.to_string()}),
         )
     })
+}
+
+/// Parses `a=1&b=x` into `T` (values as JSON strings or numbers), for the few query options
+/// of the test hooks.
+fn serde_urlencoded_lite<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+    let mut map = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        let value = if let Ok(n) = v.parse::<u64>() {
+            serde_json::Value::from(n)
+        } else if let Ok(b) = v.parse::<bool>() {
+            serde_json::Value::from(b)
+        } else {
+            serde_json::Value::from(v)
+        };
+        map.insert(k.to_string(), value);
+    }
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("query: {e}"))
 }
 
 fn random_digits(n: usize) -> String {
@@ -765,6 +858,13 @@ impl SimState {
             stats: Stats::default(),
             faults: Mutex::new(Faults::default()),
             time_offset: AtomicI64::new(0),
+            pushes: Mutex::new(Vec::new()),
+            callback_client: reqwest::Client::builder()
+                .use_rustls_tls()
+                .danger_accept_invalid_certs(true)
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| format!("cannot build the callback client: {e}"))?,
         })
     }
 
@@ -806,6 +906,7 @@ impl SimState {
             health: s.health.load(Ordering::Relaxed),
             send_sms: s.send_sms.load(Ordering::Relaxed),
             validate_mac: s.validate_mac.load(Ordering::Relaxed),
+            start_push: s.start_push.load(Ordering::Relaxed),
         }
     }
 
@@ -999,6 +1100,8 @@ impl SimState {
             AuthOp::SendSms
         } else if op.name == m.validate_mac.request {
             AuthOp::ValidateMac
+        } else if op.name == m.start_push.request {
+            AuthOp::StartPush
         } else {
             AuthOp::Unknown
         }
@@ -1092,6 +1195,157 @@ impl SimState {
             &wrapper,
             soap::NS_AUTH,
             &format!("<{0}>{1}</{0}>", m.mobile_element, soap::escape(&mobile)),
+        )
+    }
+
+    fn start_push(&self, body: &[u8]) -> Resp {
+        let m = &self.opts.methods.start_push;
+        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
+        let reject = |code: &str, message: &str| {
+            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+            soap_exception(&wrapper, soap::NS_AUTH, code, message)
+        };
+        let Some(req) = request_element(body, &m.request) else {
+            return reject(codes::BAD_REQUEST, "malformed request");
+        };
+        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
+            Some(p) if self.profile_ok(p) => {}
+            _ => {
+                return reject(
+                    codes::BAD_REQUEST,
+                    "unknown or missing applicationProfileName",
+                )
+            }
+        }
+        let text = |n: &str| req.child(n).map(|e| e.text.clone()).unwrap_or_default();
+        let (input, callback) = (text(&m.input_element), text(&m.callback_element));
+        if input.is_empty() || reqwest::Url::parse(&callback).is_err() {
+            return reject(
+                codes::BAD_REQUEST,
+                "MAC input and an absolute callback URL are required",
+            );
+        }
+        let store = lock(&self.store);
+        let uid = match Self::resolve_user(&store, &req) {
+            Ok(u) => u,
+            Err((code, message)) => return reject(code, message),
+        };
+        let Some(sn) = store.users.get(&uid).and_then(|u| u.token_sn.clone()) else {
+            return reject(codes::NO_TOKEN, "User has no token");
+        };
+        match store.tokens.get(&sn) {
+            Some(t) if t.locked => return reject(codes::TOKEN_LOCKED, "Token locked"),
+            Some(t) if !t.active => return reject(codes::TOKEN_NOT_ACTIVE, "Token not activated"),
+            Some(_) => {}
+            None => return reject(codes::UNKNOWN_TOKEN, "Unknown token"),
+        }
+        drop(store);
+        let id = random_digits(12);
+        let mut pushes = lock(&self.pushes);
+        if pushes.len() >= 10_000 {
+            pushes.remove(0);
+        }
+        pushes.push(PushRecord {
+            id: id.clone(),
+            user_id: uid,
+            input,
+            callback,
+            status: "pending".into(),
+            created_at: self.now_unix(),
+        });
+        self.stats.accepts.fetch_add(1, Ordering::Relaxed);
+        soap_ok(&wrapper, soap::NS_AUTH, &format!("<pushId>{id}</pushId>"))
+    }
+
+    /// The phone's answer to a push: SxS checks the MAC and calls the callback with the
+    /// result and, when approved, a fresh OTP. Answers with what the callback returned.
+    async fn answer_push(&self, id: &str, approve: bool, opts: CallbackOptions) -> Resp {
+        let record = {
+            let mut pushes = lock(&self.pushes);
+            let Some(p) = pushes.iter_mut().find(|p| p.id == id) else {
+                return json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!("no push {id}")}),
+                );
+            };
+            p.status = if approve { "approved" } else { "denied" }.into();
+            p.clone()
+        };
+        let body = if approve {
+            let (mac, otp) = {
+                let mut store = lock(&self.store);
+                let sn = store
+                    .users
+                    .get(&record.user_id)
+                    .and_then(|u| u.token_sn.clone())
+                    .unwrap_or_default();
+                let now_step = totp::step_of(self.now_unix());
+                match store.tokens.get_mut(&sn) {
+                    Some(t) => {
+                        // A fresh OTP the customer can still validate: past any step used.
+                        let step = match t.last_step {
+                            Some(last) if last >= now_step => now_step + 1,
+                            _ => now_step,
+                        };
+                        (
+                            totp::ocra_qn08(&t.secret, &record.input).unwrap_or_default(),
+                            totp::code_at_step(&t.secret, step),
+                        )
+                    }
+                    None => (String::new(), String::new()),
+                }
+            };
+            serde_json::json!({"result": "approved", "mac": mac, "otp": otp})
+        } else {
+            serde_json::json!({"result": "denied"})
+        };
+        let mut url = record.callback.clone();
+        if let Some(other) = &opts.other_id {
+            url = url.replace(&format!("/{id}"), &format!("/{other}"));
+        }
+        if opts.bad_signature.unwrap_or(false) {
+            url = match url.split_once("sig=") {
+                Some((head, sig)) => {
+                    let flipped: String = sig
+                        .chars()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            if i == 0 {
+                                if c == '0' {
+                                    '1'
+                                } else {
+                                    '0'
+                                }
+                            } else {
+                                c
+                            }
+                        })
+                        .collect();
+                    format!("{head}sig={flipped}")
+                }
+                None => format!("{url}&sig=00"),
+            };
+        }
+        if let Some(ms) = opts.delay_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let mut statuses = Vec::new();
+        for _ in 0..opts.times.unwrap_or(1).clamp(1, 10) {
+            let r = self
+                .callback_client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string())
+                .send()
+                .await;
+            statuses.push(match r {
+                Ok(resp) => serde_json::json!(resp.status().as_u16()),
+                Err(e) => serde_json::json!(format!("error: {e}")),
+            });
+        }
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"id": id, "callback_status": statuses}),
         )
     }
 
@@ -1366,6 +1620,7 @@ enum AuthOp {
     ValidateOtp,
     SendSms,
     ValidateMac,
+    StartPush,
     Unknown,
 }
 

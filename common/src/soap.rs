@@ -150,6 +150,51 @@ pub fn validate_mac_request(
     zeroize::Zeroizing::new(envelope("aut", &method.namespace, &body))
 }
 
+/// The `startPush` request of `[sxs.methods.start_push]`: the data shown on the phone and
+/// signed by the token (`input_element`), the callback location, then `TokenSN`,
+/// `applicationProfileName`, `UserID`.
+pub fn start_push_request(
+    method: &crate::config::SxsMethod,
+    input: &str,
+    callback: &str,
+    token_sn: Option<&str>,
+    user_id: Option<&str>,
+) -> zeroize::Zeroizing<String> {
+    let mut body = zeroize::Zeroizing::new(String::with_capacity(512));
+    let _ = writeln!(body, "    <aut:{}>", method.request);
+    leaf(&mut body, 6, &method.input_element, input);
+    leaf(&mut body, 6, &method.callback_element, callback);
+    if let Some(sn) = token_sn {
+        leaf(&mut body, 6, "TokenSN", sn);
+    }
+    leaf(
+        &mut body,
+        6,
+        "applicationProfileName",
+        &method.application_profile,
+    );
+    if let Some(uid) = user_id {
+        leaf(&mut body, 6, "UserID", uid);
+    }
+    let _ = writeln!(body, "    </aut:{}>", method.request);
+    zeroize::Zeroizing::new(envelope("aut", &method.namespace, &body))
+}
+
+/// Reads an answer that carries no data: a response element and no fault or exception is
+/// `Ok(None)`; a fault or exception `Ok(Some((code, message)))`; anything else `Err`.
+pub fn read_ack(xml: &str) -> Result<Option<(String, String)>, String> {
+    let root = parse(xml)?;
+    match outcome(&root)? {
+        Outcome::Fault { code, message } | Outcome::Exception { code, message } => {
+            Ok(Some((code, message)))
+        }
+        Outcome::Body(body) if body.children.is_empty() => {
+            Err("the SOAP Body is empty: no response element".into())
+        }
+        Outcome::Body(_) => Ok(None),
+    }
+}
+
 /// What a `sendSms` answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendSmsAnswer {

@@ -104,6 +104,18 @@ pub struct SxsHandler<V> {
     pub sms_limiter: Arc<dyn SendLimiter>,
     pub sms_trigger: String,
     pub mac_trigger: String,
+    pub push_trigger: String,
+    /// Where pushes wait for SxS's callback; `None` without an `[http]` section.
+    pub push: Option<PushSetup>,
+}
+
+/// What starting a push needs: the store the callback completes, and how to sign its location.
+#[derive(Debug, Clone)]
+pub struct PushSetup {
+    pub store: crate::approval::ApprovalStore,
+    pub signer: crate::approval::CallbackSigner,
+    pub public_url: reqwest::Url,
+    pub timeout: Duration,
 }
 
 fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
@@ -166,6 +178,10 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             && (word.is_empty() || word == self.sms_trigger || methods.only(Method::Sms))
         {
             return self.start_sms(&identity, &request.client).await;
+        }
+        if methods.allows(Method::Push) && (word == self.push_trigger || methods.only(Method::Push))
+        {
+            return self.push(&identity, &request.client).await;
         }
         if methods.allows(Method::Mac) && (word == self.mac_trigger || methods.only(Method::Mac)) {
             return self.challenge(&user, &request.client, Method::Mac);
@@ -270,6 +286,59 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         o.verdict = Some(sent.verdict);
         o.sxs_latency = Some(latency);
         o
+    }
+
+    /// PUSH: asks SxS to push an approval to the user's phone and holds the answer until the
+    /// callback (through the HTTP door) completes it, or `push.timeout` passes. The OTP that
+    /// came with an approval was validated by the door; its verdict decides.
+    async fn push(&self, identity: &Identity, client: &str) -> Outcome {
+        let user = identity.user.as_str();
+        let Some(p) = &self.push else {
+            return outcome(Reply::Reject, user, "push-not-configured").with_method(Method::Push);
+        };
+        let id = crate::approval::new_id();
+        let now = self.clock.now_unix();
+        let pending = crate::approval::Pending {
+            id: id.clone(),
+            method: Method::Push,
+            identity: identity.clone(),
+            origin: client.to_string(),
+            expires_at: now.saturating_add(p.timeout.as_secs().max(1)),
+        };
+        let waiter = match p.store.create(pending, now).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(user, client, error = %e, "push refused");
+                return outcome(Reply::Reject, user, "push-refused").with_method(Method::Push);
+            }
+        };
+        let input = format!("{:08}", rand::random::<u32>() % 100_000_000);
+        let callback = p.signer.location(&p.public_url, &id);
+        let start = Instant::now();
+        let started = self.verifier.start_push(identity, &input, &callback).await;
+        if !matches!(started, Verdict::Accept { .. }) {
+            drop(waiter);
+            return self.decide(
+                client,
+                user.to_string(),
+                Method::Push,
+                started,
+                start.elapsed(),
+            );
+        }
+        match waiter.wait(p.timeout).await {
+            Some(crate::approval::Approval::Checked(verdict)) => self.decide(
+                client,
+                user.to_string(),
+                Method::Push,
+                verdict,
+                start.elapsed(),
+            ),
+            Some(crate::approval::Approval::Denied) => {
+                outcome(Reply::Reject, user, "push-denied").with_method(Method::Push)
+            }
+            None => outcome(Reply::Reject, user, "push-timeout").with_method(Method::Push),
+        }
     }
 
     /// The policy's decision on a verdict, logged loudly when it lets someone in unchecked.
@@ -512,6 +581,8 @@ mod tests {
             )),
             sms_trigger: r.sms_trigger,
             mac_trigger: r.mac_trigger,
+            push_trigger: r.push_trigger,
+            push: None,
         };
         (h, clock)
     }

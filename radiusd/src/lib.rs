@@ -5,11 +5,13 @@
 //! It may touch the UDP sockets it is given and SxS (through `common`); nothing else.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod auth;
 pub mod budget;
 pub mod clients;
 pub mod dedup;
 pub mod handler;
+pub mod http;
 pub mod log_limit;
 pub mod packet;
 pub mod server;

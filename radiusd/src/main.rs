@@ -12,8 +12,10 @@ use common::config::{Config, LoadOptions};
 use common::sim::{self, SeedUser, SimOptions};
 use common::sms::MemoryLimiter;
 use common::{IdentityMapper, SxsClient};
+use radiusd::approval::{ApprovalStore, CallbackSigner, MemoryStore};
 use radiusd::clients::ClientTable;
-use radiusd::handler::{SxsHandler, SystemUnixClock};
+use radiusd::handler::{PushSetup, SxsHandler, SystemUnixClock};
+use radiusd::http::Door;
 use radiusd::server::{self, Runtime, Server};
 use radiusd::state::{StateSigner, UsedStates};
 
@@ -121,11 +123,12 @@ impl ConfigSource {
 
 type SxsRuntime = Runtime<SxsHandler<SxsClient>>;
 
-/// What outlives a configuration reload: redeemed States and SMS send counts.
+/// What outlives a configuration reload: redeemed States, SMS send counts, waiting pushes.
 #[derive(Debug)]
 struct Kept {
     used: Arc<Mutex<UsedStates>>,
     sms: Arc<MemoryLimiter>,
+    approvals: ApprovalStore,
 }
 
 fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
@@ -159,6 +162,13 @@ fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
         sms_limiter: kept.sms.clone(),
         sms_trigger: settings.sms_trigger.clone(),
         mac_trigger: settings.mac_trigger.clone(),
+        push_trigger: settings.push_trigger.clone(),
+        push: cfg.http.as_ref().map(|h| PushSetup {
+            store: kept.approvals.clone(),
+            signer: CallbackSigner::new(h.callback_key.expose()),
+            public_url: h.public_url.clone(),
+            timeout: cfg.push.timeout,
+        }),
     };
     Ok(Runtime {
         clients: ClientTable::new(&settings.clients),
@@ -173,8 +183,13 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
     let kept = Kept {
         used: Arc::new(Mutex::new(UsedStates::new(1_000_000))),
         sms: Arc::new(MemoryLimiter::new(cfg.sms.max_per_user, cfg.sms.window)),
+        approvals: ApprovalStore::Memory(MemoryStore::new(
+            cfg.push.max_pending_per_user,
+            cfg.push.max_pending,
+        )),
     };
     let used = kept.used.clone();
+    let http = cfg.http.clone();
     let rt = build_runtime(cfg, &kept)?;
     if rt.settings.state_key.is_none() {
         tracing::info!("no radius.state_key: challenge mode is off");
@@ -191,8 +206,30 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
         // Machine-read by tests: keep the shape.
         println!("sxs-radiusd listening on {addr}");
     }
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(h) = http {
+        let tls = match &h.tls {
+            Some((cert, key)) => Some(radiusd::http::tls_config(cert, key)?),
+            None => None,
+        };
+        let listeners = radiusd::http::bind(&h).await?;
+        let current = server.clone();
+        let door = Arc::new(Door {
+            verifier: Box::new(move || current.current().handler.verifier.clone()),
+            store: kept.approvals.clone(),
+            signer: CallbackSigner::new(h.callback_key.expose()),
+            clock: Arc::new(SystemUnixClock),
+            settings: h.clone(),
+        });
+        for l in listeners {
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            if let Ok(a) = l.local_addr() {
+                println!("sxs-radiusd http listening on {scheme}://{a}");
+            }
+            tokio::spawn(door.clone().serve(l, tls.clone(), stop_rx.clone()));
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let serving = tokio::spawn(server.clone().run(stop_rx, drain));
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -60,6 +60,18 @@ fn shipped_example_parses() {
         0o600,
     );
     write(dir.path(), "tokens.map", "alice 2000038252\n", 0o644);
+    write(
+        dir.path(),
+        "callback.key",
+        "0123456789abcdef0123456789abcdef",
+        0o600,
+    );
+    write(
+        dir.path(),
+        "http.key",
+        "not read when the config is loaded",
+        0o600,
+    );
     let path = write(dir.path(), "sxs.toml", &text, 0o640);
     let c = Config::load(&path, no_env()).unwrap();
     assert_eq!(c.sxs.servers.len(), 2);
@@ -69,6 +81,9 @@ fn shipped_example_parses() {
     assert_eq!(r.listen.len(), 2);
     assert_eq!(r.reject_delay, Duration::from_secs(1));
     assert_eq!(c.pam.prompt_for("sudo"), Some("OTP for sudo: "));
+    let h = c.http.unwrap();
+    assert_eq!(h.public_url.as_str(), "https://auth.example.com:8443/");
+    assert_eq!(c.push.timeout, Duration::from_secs(25));
     assert_eq!(c.pam.prompt_for("sshd"), Some("OTP: "));
     assert_eq!(
         c.pam.failmode_for("sshd", FailMode::Safe),

@@ -6,4 +6,5 @@ mod cli;
 mod harness;
 mod methods;
 mod protocol;
+mod push;
 mod radclient;
