@@ -13,6 +13,8 @@ packages=(
   openvpn openvpn-auth-radius openssl iproute2 iputils-ping
   # an independent RFC 6238 implementation, and curl for the demo and docs
   oathtool curl
+  # the DP4Mobile answer checked against its DTD
+  libxml2-utils
 )
 missing=()
 for p in "${packages[@]}"; do

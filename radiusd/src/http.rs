@@ -4,6 +4,10 @@
 //!   this daemon ([`CallbackSigner`]), so a forged or altered one is refused before the store is
 //!   asked; the pending login is claimed exactly once; an approval's OTP is validated with SxS
 //!   here, and only the verdict is handed to the waiting login.
+//! - `GET|POST /dp4mobile?serialNumber=…&otp=…&challenge=…` — an authenticator app's response
+//!   to an out-of-band challenge ([`crate::oob`]), with the URL masks of PROTOCOL.md §2;
+//!   validated with SxS, answered `<DP4Mobile retCode="0" message="…" serverTime="…"/>`, and
+//!   the waiting login completed.
 //! - `GET /healthz` — 200 while some SxS server is reachable, else 503 (for load balancers).
 //!
 //! Bounded: connections (`max_connections`), header bytes, body bytes (`max_body`), and the
@@ -194,6 +198,7 @@ impl<V: Verifier + 'static> Door<V> {
                 let id = p.trim_start_matches("/push/callback/").to_string();
                 self.push_callback(req, &id, peer).await
             }
+            (&Method::GET | &Method::POST, "/dp4mobile") => self.dp4mobile(req, peer).await,
             (_, "/healthz") => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
             (_, p) if p.starts_with("/push/callback/") => {
                 error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
@@ -281,6 +286,159 @@ impl<V: Verifier + 'static> Door<V> {
         self.store.finish(id, approval).await;
         respond(StatusCode::OK, serde_json::json!({ "status": status }))
     }
+}
+
+impl<V: Verifier + 'static> Door<V> {
+    /// DP4Mobile response validation: the parameters come in the query (GET) or a form body
+    /// (POST). Every answer is the DP4Mobile element; `retCode` 0 only for a response SxS
+    /// accepted for the user whose login is waiting on that challenge.
+    async fn dp4mobile(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+        let mut params = req.uri().query().map(parse_form).unwrap_or_default();
+        if req.method() == Method::POST {
+            match Limited::new(req.into_body(), self.settings.max_body)
+                .collect()
+                .await
+            {
+                Ok(b) => params.extend(parse_form(&String::from_utf8_lossy(&b.to_bytes()))),
+                Err(_) => {
+                    return dp4(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        RET_BAD_REQUEST,
+                        "Request too large",
+                    )
+                }
+            }
+        }
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        // Formats of PROTOCOL.md §2; anything else is refused before SxS or the store is asked.
+        let otp = get("otp").unwrap_or("");
+        let challenge = get("challenge").unwrap_or("");
+        let serial = get("serialNumber").unwrap_or("");
+        let sequence = get("sequenceNumber").unwrap_or("");
+        let hex = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        let dec = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        let problem = if !hex(otp, 16) {
+            Some("otp must be 1 to 16 hexadecimal characters")
+        } else if !dec(challenge, 16) {
+            Some("challenge must be 1 to 16 decimal digits")
+        } else if serial.is_empty()
+            || serial.len() > 10
+            || !serial.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            Some("serialNumber must be 1 to 10 letters or digits")
+        } else if !sequence.is_empty() && !dec(sequence, 2) {
+            Some("sequenceNumber must be 2 digits")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            tracing::info!(%peer, problem, "DP4Mobile request refused");
+            return dp4(StatusCode::BAD_REQUEST, RET_BAD_REQUEST, problem);
+        }
+        let now = self.clock.now_unix();
+        let pending = match self
+            .store
+            .claim(&crate::oob::pending_id(challenge), now)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "DP4Mobile response for no waiting login");
+                let message = match e {
+                    ClaimError::Expired => "The sign-in request has expired",
+                    ClaimError::AlreadyCompleted => "The sign-in request was already answered",
+                    ClaimError::Unknown => "No sign-in is waiting for this challenge",
+                    _ => "Service temporarily unavailable",
+                };
+                return dp4(StatusCode::OK, RET_NO_LOGIN, message);
+            }
+        };
+        let user = pending.identity.user.clone();
+        if pending
+            .identity
+            .token_sn
+            .as_deref()
+            .is_some_and(|sn| sn != serial)
+        {
+            tracing::warn!(user, %peer, "DP4Mobile response from another authenticator than the user's");
+            self.store
+                .finish(
+                    &pending.id,
+                    Approval::Checked(common::Verdict::Reject {
+                        code: "local:serial-mismatch".into(),
+                        message: "the response came from another authenticator".into(),
+                    }),
+                )
+                .await;
+            return dp4(
+                StatusCode::OK,
+                RET_REJECTED,
+                "This authenticator is not enrolled for this sign-in",
+            );
+        }
+        let verifier = (self.verifier)();
+        let verdict = verifier
+            .verify_mac(&pending.identity, challenge, &Secret::from(otp))
+            .await;
+        let (ret, message) = match &verdict {
+            common::Verdict::Accept { .. } => (RET_OK, "Operation Successful"),
+            common::Verdict::Reject { .. } => (RET_REJECTED, "Authentication failed"),
+            common::Verdict::Unavailable { .. } => {
+                (RET_UNAVAILABLE, "Service temporarily unavailable")
+            }
+        };
+        tracing::info!(
+            user,
+            origin = pending.origin,
+            verdict = verdict.kind(),
+            code = verdict.code().unwrap_or(""),
+            "DP4Mobile response"
+        );
+        self.store
+            .finish(&pending.id, Approval::Checked(verdict))
+            .await;
+        dp4(StatusCode::OK, ret, message)
+    }
+}
+
+/// `retCode` values of our DP4Mobile answers (0 is success, as PROTOCOL.md §2 says; the other
+/// numbers are ours and documented in docs/radiusd.md).
+pub const RET_OK: u32 = 0;
+pub const RET_REJECTED: u32 = 1;
+pub const RET_NO_LOGIN: u32 = 2;
+pub const RET_UNAVAILABLE: u32 = 3;
+pub const RET_BAD_REQUEST: u32 = 4;
+
+/// `<DP4Mobile retCode="…" message="…" serverTime="…"/>`, serverTime in GMT.
+fn dp4(status: StatusCode, ret: u32, message: &str) -> Resp {
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let body = format!(
+        "<DP4Mobile retCode=\"{ret}\" message=\"{}\" serverTime=\"{time}\"/>",
+        common::soap::escape(message)
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    r
+}
+
+/// `a=1&b=x%20y` → pairs (percent- and `+`-decoded).
+fn parse_form(text: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(text.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// The body of SxS's push callback (an assumption: docs/protocol-notes.md).

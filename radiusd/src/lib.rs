@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod handler;
 pub mod http;
 pub mod log_limit;
+pub mod oob;
 pub mod packet;
 pub mod server;
 pub mod state;

@@ -55,6 +55,9 @@ impl MemoryStore {
     ) -> Result<MemoryWaiter, CreateError> {
         let mut slots = self.lock();
         slots.retain(|_, s| s.pending.expires_at >= now);
+        if slots.contains_key(&pending.id) {
+            return Err(CreateError::Exists);
+        }
         let user = &pending.identity.user;
         let for_user = slots
             .values()
@@ -187,6 +190,10 @@ mod tests {
             store.create(pending("c", "alice", 100), 50),
             Err(CreateError::UserLimit { limit: 2, .. })
         ));
+        assert_eq!(
+            store.create(pending("a", "bob", 100), 50).unwrap_err(),
+            CreateError::Exists
+        );
         let _d = store.create(pending("d", "bob", 100), 50).unwrap();
         assert!(matches!(
             store.create(pending("e", "carol", 100), 50),

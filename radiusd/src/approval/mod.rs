@@ -53,6 +53,9 @@ pub enum CreateError {
     /// `max_pending` logins are waiting: refuse this one.
     #[error("{limit} approvals are already waiting")]
     Full { limit: usize },
+    /// An entry with this id is already waiting (ids are random: retry with another).
+    #[error("an approval with this id is already waiting")]
+    Exists,
     /// The shared store failed: refuse (fail closed).
     #[error("approval store: {0}")]
     Backend(String),

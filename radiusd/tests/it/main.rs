@@ -5,6 +5,7 @@
 mod cli;
 mod harness;
 mod methods;
+mod oob;
 mod protocol;
 mod push;
 mod radclient;
