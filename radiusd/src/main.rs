@@ -348,7 +348,19 @@ async fn check_config(path: &Path) -> Result<ExitCode, String> {
 }
 
 /// The README's first command.
+fn random_hex() -> String {
+    rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 async fn demo(listen_override: &[SocketAddr]) -> Result<ExitCode, String> {
+    // The push callback listener, on a free loopback port (its URL is in the config).
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port for the demo's HTTP listener: {e}"))?;
     let secret_bytes: [u8; 20] = rand::random();
     let secret = common::totp::encode_base32(&secret_bytes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -383,7 +395,7 @@ timeout = "3s"
 [radius]
 listen = [{listen}]
 state_key = "{state_key}"
-methods = ["otp", "sms", "mac"]
+methods = ["otp", "sms", "mac", "push"]
 [[radius.clients]]
 name = "demo-nas"
 address = "127.0.0.0/8"
@@ -392,11 +404,16 @@ secret = "testing123"
 name = "demo-nas-v6"
 address = "::1"
 secret = "testing123"
+[http]
+listen = ["127.0.0.1:{http_port}"]
+allow_plain_loopback = true
+public_url = "http://127.0.0.1:{http_port}"
+callback_key = "{callback_key}"
+[push]
+timeout = "60s"
 "#,
-        state_key = rand::random::<[u8; 16]>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
+        state_key = random_hex(),
+        callback_key = random_hex(),
         url = sim.url(),
         listen = listen
             .iter()
@@ -425,6 +442,12 @@ secret = "testing123"
          \x20 STATE=$(echo \"$OUT\" | sed -n 's/.*State = //p'); INPUT=$(echo \"$OUT\" | sed -n 's/.*Sign-in code \\([0-9]*\\) \\([0-9]*\\).*/\\1\\2/p')\n\
          \x20 MAC=$(curl -s \"{url}/sim/mac/demo?input=$INPUT\")\n\
          \x20 echo \"User-Name=demo,User-Password=$MAC,State=$STATE,Message-Authenticator=0x00\" | radclient -x 127.0.0.1:{port} auth testing123   # Access-Accept\n\n\
+         PUSH: the password \"push\" holds the request until the demo user approves on the phone,\n\
+         which is the simulator ({url}/sim/push/demo lists what waits); SxS then calls this server\n\
+         back at http://127.0.0.1:{http_port}/push/callback/… (GET http://127.0.0.1:{http_port}/healthz):\n\
+         \x20 echo \"User-Name=demo,User-Password=push,Message-Authenticator=0x00\" | radclient -x -t 60 127.0.0.1:{port} auth testing123 &\n\
+         \x20 sleep 1; ID=$(curl -s {url}/sim/push/demo | sed -n 's/.*\"id\":\"\\([0-9]*\\)\".*/\\1/p')\n\
+         \x20 curl -s -X POST {url}/sim/push/$ID/approve; wait     # radclient: Access-Accept (deny: Access-Reject)\n\n\
          (radtest and radclient are in the freeradius-utils package.) Stop with Ctrl-C.\n",
         url = sim.url(),
         listen = listen

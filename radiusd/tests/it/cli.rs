@@ -100,7 +100,7 @@ fn demo_prints_instructions_that_work() {
     // The SMS and MAC recipes, run as printed (with the port the OS picked). They were
     // printed before the "listening on" line.
     let all = text.clone();
-    for heading in ["SMS:", "MAC (dynamic linking):"] {
+    for heading in ["SMS:", "MAC (dynamic linking):", "PUSH:"] {
         let script: Vec<String> = all
             .split(heading)
             .nth(1)
