@@ -32,15 +32,25 @@ fn curl(args: &[&str]) -> (String, String) {
 
 /// Starts a push login in the background; returns its pending push id and the join handle.
 fn push_login(r: &Radiusd, sim: &Sim, user: &str) -> (String, std::thread::JoinHandle<Reply>) {
+    push_login_with(r, sim, user, "push")
+}
+
+fn push_login_with(
+    r: &Radiusd,
+    sim: &Sim,
+    user: &str,
+    password: &str,
+) -> (String, std::thread::JoinHandle<Reply>) {
     let target = r.target();
     let u = user.to_string();
+    let password = password.to_string();
     let login = std::thread::spawn(move || {
         radclient_opts(
             &target,
             "auth",
             SECRET,
             &format!(
-                "User-Name = \"{u}\"\nUser-Password = \"push\"\nMessage-Authenticator = 0x00\n"
+                "User-Name = \"{u}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"
             ),
             &["-t", "15", "-r", "1"],
         )
@@ -149,6 +159,69 @@ fn push_times_out_and_a_late_callback_finds_nothing() {
     assert_eq!(
         reply.code.as_deref(),
         Some("Access-Reject"),
+        "{}",
+        reply.output
+    );
+}
+
+/// The same over HTTPS: the listener serves TLS with the configured certificate, SxS's callback
+/// (the simulator) completes the login through it, and plain HTTP on it fails.
+#[test]
+fn push_callback_over_https() {
+    let sim = Sim::start();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("http.pem"), dir.path().join("http.key"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let text = config_text(&sim.url(), "methods = [\"push\"]\n", None)
+        + &format!(
+            "[http]\nlisten = [\"127.0.0.1:{port}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\npublic_url = \"https://127.0.0.1:{port}\"\ncallback_key = \"0123456789abcdef-callback\"\n",
+            cert.display(),
+            key.display()
+        );
+    let r = Radiusd::start(&text, "127.0.0.1:0");
+    let (body, code) = curl(&[
+        "--cacert",
+        &cert.display().to_string(),
+        &format!("https://127.0.0.1:{port}/healthz"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let (_, code) = curl(&[&format!("http://127.0.0.1:{port}/healthz")]);
+    assert_ne!(
+        code, "200",
+        "plain HTTP must not be served on a TLS listener"
+    );
+    // A push-only client: any first request starts the push.
+    let (id, login) = push_login_with(&r, &sim, "alice", "anything");
+    let answered = phone(&sim, &id, "approve", "");
+    assert!(answered.contains("[200]"), "{answered}");
+    let reply = login.join().unwrap();
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Accept"),
         "{}",
         reply.output
     );
