@@ -11,10 +11,12 @@ packages=(
   strace
   # the tested VPN example (examples/vpn/openvpn/test.sh)
   openvpn openvpn-auth-radius openssl iproute2 iputils-ping
-  # an independent RFC 6238 implementation, and curl for the demo and docs
+  # an independent RFC 6238 implementation, and curl for the demo, docs and the metrics test
   oathtool curl
   # the DP4Mobile answer checked against its DTD
   libxml2-utils
+  # the RADIUS/TLS (RFC 6614) peer of radiusd/tests/it/radsec.rs
+  radsecproxy
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -24,4 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The tests run their own radsecproxy; the package's service (where systemd runs) would
+  # only hold UDP 1812.
+  if [[ " ${missing[*]} " == *" radsecproxy "* ]] && command -v systemctl >/dev/null \
+     && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl disable --now radsecproxy.service || true
+  fi
 fi

@@ -62,6 +62,7 @@ struct RawConfig {
     push: push::RawPush,
     #[serde(default)]
     shared: push::RawShared,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +93,12 @@ struct RawSxsMethod {
     mac_element: Option<String>,
     input_element: Option<String>,
     callback_element: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +167,38 @@ struct RawRadius {
     accounting: bool,
     #[serde(default)]
     clients: Vec<RawRadiusClient>,
+    tls: Option<RawRadiusTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRadiusTls {
+    listen: Option<Vec<String>>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    ca_file: Option<PathBuf>,
+    require_client_cert: Option<bool>,
+    handshake_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    read_timeout: Option<String>,
+    write_timeout: Option<String>,
+    max_connections: Option<usize>,
+    max_buffered_bytes: Option<usize>,
+    #[serde(default)]
+    clients: Vec<RawTlsClient>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsClient {
+    name: String,
+    address: String,
+    certificate: Option<String>,
+    secret: Option<String>,
+    secret_file: Option<PathBuf>,
+    require_message_authenticator: Option<bool>,
+    limit_proxy_state: Option<bool>,
+    methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +250,8 @@ pub struct Config {
     pub http: Option<HttpSettings>,
     pub push: PushSettings,
     pub shared: SharedSettings,
+    /// Present when `[metrics] listen` is set (sxs-radiusd's Prometheus endpoint).
+    pub metrics: Option<MetricsSettings>,
 }
 
 /// `[sms]`: limits on sending SMS one-time passwords.
@@ -283,6 +324,12 @@ impl SxsMethods {
             },
         }
     }
+}
+
+/// `[metrics]`: where `sxs-radiusd` serves `GET /metrics`.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub listen: SocketAddr,
 }
 
 /// `[sxs]`: how to reach SxS.
@@ -393,6 +440,45 @@ pub struct RadiusSettings {
     /// Answer Accounting-Request with Accounting-Response (and keep nothing).
     pub accounting: bool,
     pub clients: Vec<RadiusClient>,
+    /// `[radius.tls]`: RADIUS over TLS (RFC 6614), when configured.
+    pub tls: Option<RadiusTlsSettings>,
+}
+
+/// `[radius.tls]`: RADIUS over TLS (RadSec, RFC 6614).
+#[derive(Debug, Clone)]
+pub struct RadiusTlsSettings {
+    pub listen: Vec<SocketAddr>,
+    /// PEM: the server's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM: its private key (not readable by other users).
+    pub key_file: PathBuf,
+    /// PEM: the CA(s) that sign client certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Refuse a handshake without a client certificate from `ca_file` (the default).
+    pub require_client_cert: bool,
+    /// The TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// A connection with no packet for this long is closed.
+    pub idle_timeout: Duration,
+    /// Once a packet has started, all of it must arrive within this.
+    pub read_timeout: Duration,
+    /// Writing one answer must finish within this (a peer that does not read is dropped).
+    pub write_timeout: Duration,
+    /// Connections open at once; more are closed at once.
+    pub max_connections: usize,
+    /// Bytes of requests and answers held per connection (in 4096-byte slots).
+    pub max_buffered_bytes: usize,
+    pub clients: Vec<TlsClient>,
+}
+
+/// One `[[radius.tls.clients]]` entry: who may connect, by address and certificate.
+#[derive(Debug, Clone)]
+pub struct TlsClient {
+    /// Name, network, shared secret (`radsec` unless set) and Message-Authenticator rules.
+    pub client: RadiusClient,
+    /// Pattern for the certificate's DNS names or subject CN (`*.nas.example.org`, `*`);
+    /// `None` only when client certificates are not required.
+    pub certificate: Option<String>,
 }
 
 /// One `[[radius.clients]]` entry.
@@ -517,6 +603,7 @@ impl Config {
                     .list_separator(",")
                     .with_list_parse_key("sxs.servers")
                     .with_list_parse_key("radius.listen")
+                    .with_list_parse_key("radius.tls.listen")
                     .with_list_parse_key("policy.exempt_users")
                     .with_list_parse_key("policy.exempt_groups")
                     .with_list_parse_key("policy.unenrolled_codes"),
@@ -662,6 +749,11 @@ impl Validator<'_> {
             r.methods.allows(crate::Method::Push)
                 || r.clients
                     .iter()
+                    .chain(
+                        r.tls
+                            .iter()
+                            .flat_map(|t| t.clients.iter().map(|c| &c.client)),
+                    )
                     .any(|c| c.methods.allows(crate::Method::Push))
         });
         if wants_push && http.is_none() {
@@ -670,6 +762,7 @@ impl Validator<'_> {
                 "a RADIUS client allows \"push\": an [http] section is needed to receive SxS's callback",
             ));
         }
+        let metrics = self.validate_metrics(raw.metrics)?;
         Ok(Loaded {
             config: Config {
                 source: self.file.to_string(),
@@ -682,6 +775,7 @@ impl Validator<'_> {
                 http,
                 push,
                 shared,
+                metrics,
             },
             has_inline_secret: self.inline_secret_key.is_some(),
             inline_secret_key: self.inline_secret_key,
@@ -934,24 +1028,38 @@ impl Validator<'_> {
         })
     }
 
-    fn validate_radius(&mut self, raw: RawRadius) -> Result<RadiusSettings> {
-        let listen = raw
-            .listen
-            .unwrap_or_else(|| vec!["0.0.0.0:1812".into(), "[::]:1812".into()])
+    /// A list of listen addresses (`key`), by default every IPv4 and IPv6 address on `port`.
+    fn listen(&self, key: &str, value: Option<Vec<String>>, port: u16) -> Result<Vec<SocketAddr>> {
+        value
+            .unwrap_or_else(|| vec![format!("0.0.0.0:{port}"), format!("[::]:{port}")])
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 s.parse::<SocketAddr>().map_err(|_| {
                     self.err(
-                        &format!("radius.listen[{i}]"),
-                        format!("expected an address such as \"0.0.0.0:1812\" or \"[::]:1812\", got {s:?}"),
+                        &format!("{key}[{i}]"),
+                        format!("expected an address such as \"0.0.0.0:{port}\" or \"[::]:{port}\", got {s:?}"),
                     )
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        if listen.is_empty() {
-            return Err(self.err("radius.listen", "at least one address is required"));
+            .collect()
+    }
+
+    /// A client table's `name` (not empty) and `address` (an address or CIDR network).
+    fn client_network(&self, key: &str, name: &str, address: &str) -> Result<IpNet> {
+        if name.trim().is_empty() {
+            return Err(self.err(&format!("{key}.name"), "must not be empty"));
         }
+        parse_network(address).ok_or_else(|| {
+            self.err(
+                &format!("{key}.address"),
+                format!("expected an IP address or CIDR such as \"10.0.0.0/24\", got {address:?}"),
+            )
+        })
+    }
+
+    fn validate_radius(&mut self, mut raw: RawRadius) -> Result<RadiusSettings> {
+        let listen = self.listen("radius.listen", raw.listen.take(), 1812)?;
         let mode = match raw.mode.as_deref() {
             None | Some("otp") => RadiusMode::Otp,
             Some("challenge") => RadiusMode::Challenge,
@@ -986,18 +1094,7 @@ impl Validator<'_> {
         let mut clients = Vec::with_capacity(raw.clients.len());
         for (i, c) in raw.clients.into_iter().enumerate() {
             let key = format!("radius.clients[{i}]");
-            if c.name.trim().is_empty() {
-                return Err(self.err(&format!("{key}.name"), "must not be empty"));
-            }
-            let network = parse_network(&c.address).ok_or_else(|| {
-                self.err(
-                    &format!("{key}.address"),
-                    format!(
-                        "expected an IP address or CIDR such as \"10.0.0.0/24\", got {:?}",
-                        c.address
-                    ),
-                )
-            })?;
+            let network = self.client_network(&key, &c.name, &c.address)?;
             let secret = self
                 .secret(&format!("{key}.secret"), c.secret, c.secret_file)?
                 .ok_or_else(|| {
@@ -1048,13 +1145,29 @@ impl Validator<'_> {
                 "radius.sms_trigger, mac_trigger and push_trigger must differ",
             ));
         }
+        let tls = raw
+            .tls
+            .take()
+            .map(|t| self.validate_radius_tls(t, &default_methods))
+            .transpose()?;
         let uses = |m: crate::Method| {
-            default_methods.allows(m) || clients.iter().any(|c| c.methods.allows(m))
+            default_methods.allows(m)
+                || clients.iter().any(|c| c.methods.allows(m))
+                || tls
+                    .iter()
+                    .flat_map(|t| &t.clients)
+                    .any(|c| c.client.methods.allows(m))
         };
         if (uses(crate::Method::Sms) || uses(crate::Method::Mac)) && state_key.is_none() {
             return Err(self.err(
                 "radius.state_key_file",
                 "required when a client allows \"sms\" or \"mac\" (they answer with a challenge); e.g. `head -c 32 /dev/urandom > /etc/sxs/state.key`",
+            ));
+        }
+        if listen.is_empty() && tls.is_none() {
+            return Err(self.err(
+                "radius.listen",
+                "at least one address is required (or a [radius.tls] listener)",
             ));
         }
         Ok(RadiusSettings {
@@ -1081,7 +1194,120 @@ impl Validator<'_> {
             push_trigger,
             accounting: raw.accounting,
             clients,
+            tls,
         })
+    }
+
+    fn validate_radius_tls(
+        &mut self,
+        mut raw: RawRadiusTls,
+        default_methods: &crate::Methods,
+    ) -> Result<RadiusTlsSettings> {
+        let listen = self.listen("radius.tls.listen", raw.listen.take(), 2083)?;
+        if listen.is_empty() {
+            return Err(self.err("radius.tls.listen", "at least one address is required"));
+        }
+        check_secret_file_mode(&raw.key_file, "radius.tls.key_file")?;
+        let require_client_cert = raw.require_client_cert.unwrap_or(true);
+        if require_client_cert && raw.ca_file.is_none() {
+            return Err(self.err(
+                "radius.tls.ca_file",
+                "required while radius.tls.require_client_cert = true (the CA that signs the clients' certificates)",
+            ));
+        }
+        let max_connections = raw.max_connections.unwrap_or(1000);
+        if max_connections == 0 {
+            return Err(self.err("radius.tls.max_connections", "must be at least 1"));
+        }
+        let max_buffered_bytes = raw.max_buffered_bytes.unwrap_or(256 * 1024);
+        if max_buffered_bytes < 4096 {
+            return Err(self.err(
+                "radius.tls.max_buffered_bytes",
+                format!("must be at least 4096 (one packet), got {max_buffered_bytes}"),
+            ));
+        }
+        let mut clients = Vec::with_capacity(raw.clients.len());
+        for (i, c) in raw.clients.into_iter().enumerate() {
+            let key = format!("radius.tls.clients[{i}]");
+            let network = self.client_network(&key, &c.name, &c.address)?;
+            let certificate = match c.certificate {
+                Some(p) if p.trim().is_empty() => {
+                    return Err(self.err(&format!("{key}.certificate"), "must not be empty"))
+                }
+                Some(p) => Some(p.trim().to_ascii_lowercase()),
+                None if require_client_cert => {
+                    return Err(self.err(
+                        &format!("{key}.certificate"),
+                        format!(
+                            "client {:?} needs a certificate name pattern (such as \"nas1.example.org\", \"*.example.org\" or \"*\") while client certificates are required",
+                            c.name
+                        ),
+                    ))
+                }
+                None => None,
+            };
+            // RFC 6614 §2.3: over TLS the shared secret protects nothing and is "radsec".
+            let secret = self
+                .secret(&format!("{key}.secret"), c.secret, c.secret_file)?
+                .unwrap_or_else(|| Secret::from("radsec"));
+            clients.push(TlsClient {
+                client: RadiusClient {
+                    name: c.name,
+                    network,
+                    secret,
+                    require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
+                    limit_proxy_state: c.limit_proxy_state.unwrap_or(false),
+                    methods: self
+                        .methods(&format!("{key}.methods"), c.methods)?
+                        .unwrap_or(*default_methods),
+                },
+                certificate,
+            });
+        }
+        let mut timeouts = [Duration::ZERO; 4];
+        for (slot, (key, value, default)) in timeouts.iter_mut().zip([
+            (
+                "radius.tls.handshake_timeout",
+                &raw.handshake_timeout,
+                "10s",
+            ),
+            ("radius.tls.idle_timeout", &raw.idle_timeout, "120s"),
+            ("radius.tls.read_timeout", &raw.read_timeout, "10s"),
+            ("radius.tls.write_timeout", &raw.write_timeout, "10s"),
+        ]) {
+            *slot = self.duration(key, value.as_deref(), default)?;
+            if slot.is_zero() {
+                return Err(self.err(key, "must be greater than zero"));
+            }
+        }
+        let [handshake_timeout, idle_timeout, read_timeout, write_timeout] = timeouts;
+        Ok(RadiusTlsSettings {
+            listen,
+            cert_file: raw.cert_file,
+            key_file: raw.key_file,
+            ca_file: raw.ca_file,
+            require_client_cert,
+            handshake_timeout,
+            idle_timeout,
+            read_timeout,
+            write_timeout,
+            max_connections,
+            max_buffered_bytes,
+            clients,
+        })
+    }
+
+    fn validate_metrics(&self, raw: Option<RawMetrics>) -> Result<Option<MetricsSettings>> {
+        let Some(text) = raw.and_then(|m| m.listen) else {
+            return Ok(None);
+        };
+        let listen = text.trim().parse::<SocketAddr>().map_err(|_| {
+            self.err(
+                "metrics.listen",
+                format!("expected an address such as \"127.0.0.1:9812\", got {text:?}"),
+            )
+        })?;
+        Ok(Some(MetricsSettings { listen }))
     }
 
     fn validate_pam(&self, raw: RawPam) -> Result<PamSettings> {

@@ -60,6 +60,8 @@ pub struct Outcome {
     pub verdict: Option<Verdict>,
     /// How long SxS took, if it was asked.
     pub sxs_latency: Option<Duration>,
+    /// Why the request's State was refused, if it was (a metrics label: `expired`, …).
+    pub state_rejected: Option<&'static str>,
 }
 
 /// The handle step.
@@ -126,6 +128,14 @@ fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
         method: Method::Otp,
         verdict: None,
         sxs_latency: None,
+        state_rejected: None,
+    }
+}
+
+fn state_rejected(user: &str, decision: &'static str, reason: &'static str) -> Outcome {
+    Outcome {
+        state_rejected: Some(reason),
+        ..outcome(Reply::Reject, user, decision)
     }
 }
 
@@ -211,7 +221,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
     ) -> Outcome {
         let user = identity.user.as_str();
         let Some(signer) = &self.signer else {
-            return outcome(Reply::Reject, user, "no-state-key");
+            return state_rejected(user, "no-state-key", "no_state_key");
         };
         let now = self.clock.now_unix();
         let redeemed = match self.used_states.lock() {
@@ -228,14 +238,14 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             Ok(nonce) => nonce,
             Err(e) => {
                 tracing::info!(user, client = request.client, error = %e, "challenge State refused");
-                return outcome(Reply::Reject, user, "bad-state");
+                return state_rejected(user, "bad-state", e.reason());
             }
         };
         let method = nonce.context().method;
         if nonce.context().first_factor || !request.methods.allows(method) {
             tracing::info!(user, client = request.client, context = ?nonce.context(),
                 "challenge State is for a method or step this client does not allow");
-            return outcome(Reply::Reject, user, "bad-state").with_method(method);
+            return state_rejected(user, "bad-state", "wrong_context").with_method(method);
         }
         let Some(answer) = request.password.as_ref().filter(|p| !p.is_empty()) else {
             return outcome(Reply::Reject, user, "no-password").with_method(method);
@@ -249,7 +259,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
                     signer.mac_input(nonce.value(), user.as_bytes(), request.client.as_bytes());
                 self.verifier.verify_mac(identity, &input, answer).await
             }
-            _ => return outcome(Reply::Reject, user, "bad-state"),
+            _ => return state_rejected(user, "bad-state", "wrong_context"),
         };
         self.decide(
             &request.client,
@@ -362,6 +372,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             method,
             verdict: Some(verdict),
             sxs_latency: Some(latency),
+            state_rejected: None,
         }
     }
 

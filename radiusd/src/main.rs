@@ -16,8 +16,10 @@ use radiusd::approval::{ApprovalStore, CallbackSigner, MemoryStore};
 use radiusd::clients::ClientTable;
 use radiusd::handler::{PushSetup, SxsHandler, SystemUnixClock};
 use radiusd::http::Door;
+use radiusd::metrics::{self, Metrics};
 use radiusd::server::{self, Runtime, Server};
 use radiusd::state::{StateSigner, UsedStates};
+use radiusd::tls::{self, TlsRuntime};
 
 /// RADIUS server that validates one-time passwords with ASEE SxS.
 #[derive(Debug, Parser)]
@@ -129,6 +131,8 @@ struct Kept {
     used: Arc<Mutex<UsedStates>>,
     sms: Arc<MemoryLimiter>,
     approvals: ApprovalStore,
+    /// Counters keep counting across reloads.
+    metrics: Arc<Metrics>,
 }
 
 fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
@@ -141,7 +145,10 @@ fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
     if settings.clients.is_empty() {
         tracing::warn!("no [[radius.clients]] configured: every packet will be dropped");
     }
-    let client = SxsClient::new(&cfg.sxs).map_err(|e| e.to_string())?;
+    let client = SxsClient::new(&cfg.sxs)
+        .map_err(|e| e.to_string())?
+        .with_observer(kept.metrics.clone());
+    let tls = settings.tls.as_ref().map(TlsRuntime::new).transpose()?;
     let mapper = IdentityMapper::new(&cfg.identity).map_err(|e| e.to_string())?;
     let signer = settings
         .state_key
@@ -174,12 +181,15 @@ fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
         clients: ClientTable::new(&settings.clients),
         settings,
         handler: Arc::new(handler),
+        tls,
     })
 }
 
 async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<ExitCode, String> {
     use tokio::signal::unix::{signal, SignalKind};
     let cfg = source.load()?;
+    let metrics_listen = cfg.metrics.as_ref().map(|m| m.listen);
+    let metrics = Arc::new(Metrics::new());
     let kept = Kept {
         used: Arc::new(Mutex::new(UsedStates::new(1_000_000))),
         sms: Arc::new(MemoryLimiter::new(cfg.sms.max_per_user, cfg.sms.window)),
@@ -187,6 +197,7 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
             cfg.push.max_pending_per_user,
             cfg.push.max_pending,
         )),
+        metrics: metrics.clone(),
     };
     let used = kept.used.clone();
     let http = cfg.http.clone();
@@ -201,10 +212,25 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
     };
     let drain = rt.settings.reject_delay + Duration::from_secs(10);
     let sockets = server::bind(&addrs).map_err(|e| e.to_string())?;
-    let server = Server::new(rt, sockets).map_err(|e| e.to_string())?;
+    let tls_addrs = rt
+        .settings
+        .tls
+        .as_ref()
+        .map(|t| t.listen.clone())
+        .unwrap_or_default();
+    let tls_listeners = tls::bind(&tls_addrs).map_err(|e| e.to_string())?;
+    let metrics_listener = match metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let server =
+        Server::new(rt, sockets, tls_listeners, metrics.clone()).map_err(|e| e.to_string())?;
+    // Machine-read by tests: keep the shapes.
     for addr in server.local_addrs() {
-        // Machine-read by tests: keep the shape.
         println!("sxs-radiusd listening on {addr}");
+    }
+    for addr in server.tls_addrs() {
+        println!("sxs-radiusd tls listening on {addr}");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(h) = http {
@@ -228,6 +254,21 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
             }
             tokio::spawn(door.clone().serve(l, tls.clone(), stop_rx.clone()));
         }
+    }
+    if let Some(listener) = metrics_listener {
+        if let Ok(addr) = listener.local_addr() {
+            println!("sxs-radiusd metrics on http://{addr}/metrics");
+        }
+        let refresh = {
+            let server = server.clone();
+            Arc::new(move || server.refresh_metrics())
+        };
+        tokio::spawn(metrics::serve(
+            listener,
+            metrics.clone(),
+            refresh,
+            stop_rx.clone(),
+        ));
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let serving = tokio::spawn(server.clone().run(stop_rx, drain));
@@ -322,11 +363,46 @@ async fn check_config(path: &Path) -> Result<ExitCode, String> {
                     }
                 );
             }
+            if let Some(t) = &r.tls {
+                // Reads the certificate, key and CA as a start or SIGHUP would.
+                match TlsRuntime::new(t) {
+                    Ok(_) => println!(
+                        "radius.tls: listen {}, certificate {}, client certificates {}, {} client(s)",
+                        t.listen
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        t.cert_file.display(),
+                        if t.require_client_cert {
+                            "required"
+                        } else {
+                            "NOT required"
+                        },
+                        t.clients.len()
+                    ),
+                    Err(e) => {
+                        println!("radius.tls: {e}");
+                        ok = false;
+                    }
+                }
+                for c in &t.clients {
+                    println!(
+                        "  tls client {}: {} certificate {}",
+                        c.client.name,
+                        c.client.network,
+                        c.certificate.as_deref().unwrap_or("(any or none)")
+                    );
+                }
+            }
         }
         None => {
             println!("radius: no [radius] section (sxs-radiusd cannot run with this file)");
             ok = false;
         }
+    }
+    if let Some(m) = &cfg.metrics {
+        println!("metrics: http://{}/metrics", m.listen);
     }
     let client = SxsClient::new(&cfg.sxs).map_err(|e| e.to_string())?;
     for r in client.health_check().await {

@@ -1,19 +1,22 @@
-//! The UDP server: receive → validate → dedup → handle → encode → send.
+//! The server: receive → validate → dedup → handle → encode → send.
 //!
-//! Receiving and validation run in the socket's loop (cheap, no await); each request that
-//! survives them is handled in its own task, bounded by `max_in_flight` permits. The
-//! configuration (clients, handler) sits behind an `Arc` that SIGHUP swaps; requests in flight
-//! keep the one they started with.
+//! Two transports feed the same steps: UDP datagrams (here) and RADIUS/TLS streams
+//! ([`crate::tls`]). Each finds the client (UDP: by source address; TLS: by address and
+//! certificate, once per connection) and hands a packet to `Server::process`, which
+//! validates and dedups it without awaiting and handles each surviving request in its own
+//! task, bounded by `max_in_flight` permits. The answer goes back through a [`ReplyTo`].
+//! The configuration (clients, handler, TLS certificates) sits behind an `Arc` that SIGHUP
+//! swaps; requests in flight keep the one they started with.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::config::RadiusSettings;
+use common::config::{RadiusClient, RadiusSettings};
 use common::Secret;
-use tokio::net::UdpSocket;
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::auth;
 use crate::budget::{self, Budget};
@@ -21,7 +24,9 @@ use crate::clients::ClientTable;
 use crate::dedup::{Action, DedupCache, DedupKey, SharedDedupCache};
 use crate::handler::{AccessRequest, Handler, Outcome, Reply};
 use crate::log_limit::{Admit, LogLimiter};
+use crate::metrics::{Drop, Metrics};
 use crate::packet::{attr, Code, Packet, ResponseCode, MAX_PACKET_LEN};
+use crate::tls::TlsRuntime;
 
 /// Everything a reload replaces.
 #[derive(Debug)]
@@ -29,6 +34,63 @@ pub struct Runtime<H> {
     pub settings: RadiusSettings,
     pub clients: ClientTable,
     pub handler: Arc<H>,
+    /// Certificates and clients of `[radius.tls]`, when configured.
+    pub tls: Option<TlsRuntime>,
+}
+
+/// Where the answer to one packet goes.
+#[derive(Debug)]
+pub enum ReplyTo {
+    /// Back out of the UDP socket it came in on.
+    Udp {
+        socket: Arc<UdpSocket>,
+        peer: SocketAddr,
+    },
+    /// Onto a TLS connection's writer, through a slot reserved when the packet was read (so
+    /// what a connection buffers is bounded).
+    Stream(mpsc::OwnedPermit<Vec<u8>>),
+}
+
+impl ReplyTo {
+    fn transport(&self) -> &'static str {
+        match self {
+            ReplyTo::Udp { .. } => "udp",
+            ReplyTo::Stream(_) => "tls",
+        }
+    }
+
+    /// Sends without waiting (a cached or immediate answer).
+    fn send_now(self, bytes: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            ReplyTo::Udp { socket, peer } => socket.try_send_to(&bytes, peer).map(|_| ()),
+            ReplyTo::Stream(slot) => {
+                slot.send(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    async fn send(self, bytes: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            ReplyTo::Udp { socket, peer } => socket.send_to(&bytes, peer).await.map(|_| ()),
+            ReplyTo::Stream(slot) => {
+                slot.send(bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One packet from a known client, as a transport hands it to `Server::process`.
+#[derive(Debug)]
+pub struct Inbound<'a> {
+    /// Our address it arrived on.
+    pub local: SocketAddr,
+    /// The peer's address and port (UDP) or the connection's (TLS): with `local`, the dedup
+    /// key, so duplicates are detected per connection on TLS.
+    pub peer: SocketAddr,
+    pub client: &'a RadiusClient,
+    pub reply: ReplyTo,
 }
 
 /// Counters, for logs, tests and benchmarks.
@@ -101,11 +163,35 @@ pub struct Server<H> {
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     stats: Stats,
+    pub(crate) metrics: Arc<Metrics>,
     sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    tls_listeners: Vec<(Arc<TcpListener>, SocketAddr)>,
     /// Unix second of the last "unknown client" log line (rate limit).
     unknown_logged_at: AtomicU64,
     /// Per client and reason, at most one warning per window (log_limit).
     log_limit: LogLimiter,
+}
+
+/// The next connection on `listener`, or `None` once `shutdown` turns true. Accept errors
+/// (typically out of file descriptors) are logged and retried after a pause, so that
+/// connections can end meanwhile.
+pub(crate) async fn accept_until(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+    what: &'static str,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
 }
 
 /// Binds one UDP socket per address. IPv6 sockets are IPv6-only, so `0.0.0.0:1812` and
@@ -130,14 +216,25 @@ pub fn bind(addrs: &[SocketAddr]) -> std::io::Result<Vec<UdpSocket>> {
 }
 
 impl<H: Handler> Server<H> {
-    /// A server over already bound sockets.
-    pub fn new(runtime: Runtime<H>, sockets: Vec<UdpSocket>) -> std::io::Result<Arc<Self>> {
+    /// A server over already bound UDP sockets and TLS listeners (see [`bind`] and
+    /// [`crate::tls::bind`]), counting into `metrics`.
+    pub fn new(
+        runtime: Runtime<H>,
+        sockets: Vec<UdpSocket>,
+        tls_listeners: Vec<TcpListener>,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Arc<Self>> {
         let max_in_flight = runtime.settings.max_in_flight;
         let dedup_ttl = runtime.settings.dedup_ttl;
         let mut socks = Vec::with_capacity(sockets.len());
         for s in sockets {
             let addr = s.local_addr()?;
             socks.push((Arc::new(s), addr));
+        }
+        let mut listeners = Vec::with_capacity(tls_listeners.len());
+        for l in tls_listeners {
+            let addr = l.local_addr()?;
+            listeners.push((Arc::new(l), addr));
         }
         Ok(Arc::new(Self {
             dedup: SharedDedupCache::new(DedupCache::new(
@@ -150,19 +247,31 @@ impl<H: Handler> Server<H> {
             permits: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             stats: Stats::default(),
+            metrics,
             sockets: socks,
+            tls_listeners: listeners,
             unknown_logged_at: AtomicU64::new(0),
             log_limit: LogLimiter::default(),
         }))
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The UDP addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.sockets.iter().map(|(_, a)| *a).collect()
     }
 
+    /// The TLS addresses actually bound.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls_listeners.iter().map(|(_, a)| *a).collect()
+    }
+
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Sets the gauges that are read rather than counted; run before a scrape.
+    pub fn refresh_metrics(&self) {
+        self.metrics.set_dedup_entries(self.dedup.len());
     }
 
     /// The configuration in force.
@@ -170,19 +279,24 @@ impl<H: Handler> Server<H> {
         self.runtime()
     }
 
-    fn runtime(&self) -> Arc<Runtime<H>> {
+    pub(crate) fn runtime(&self) -> Arc<Runtime<H>> {
         match self.runtime.read() {
             Ok(r) => r.clone(),
             Err(p) => p.into_inner().clone(),
         }
     }
 
-    /// Swaps in a new configuration; requests in flight finish with the old one. Listen
-    /// addresses and `max_in_flight` need a restart to change.
+    /// Swaps in a new configuration; requests in flight finish with the old one, and TLS
+    /// connections already open keep their certificates. Listen addresses and
+    /// `max_in_flight` need a restart to change.
     pub fn reload(&self, new: Runtime<H>) {
         let old = self.runtime();
         if old.settings.listen != new.settings.listen {
             tracing::warn!("radius.listen changed: restart sxs-radiusd for it to take effect");
+        }
+        let tls_listen = |rt: &Runtime<H>| rt.settings.tls.as_ref().map(|t| t.listen.clone());
+        if tls_listen(&old) != tls_listen(&new) {
+            tracing::warn!("radius.tls.listen changed: restart sxs-radiusd for it to take effect");
         }
         if new.settings.max_in_flight != self.max_in_flight {
             tracing::warn!(
@@ -205,6 +319,22 @@ impl<H: Handler> Server<H> {
                 self.clone()
                     .recv_loop(socket.clone(), *local, shutdown.clone()),
             );
+        }
+        // One cap for all TLS listeners, fixed at start like the listeners themselves.
+        let max_connections = self
+            .runtime()
+            .settings
+            .tls
+            .as_ref()
+            .map_or(1, |t| t.max_connections);
+        let connections = Arc::new(Semaphore::new(max_connections));
+        for (listener, local) in &self.tls_listeners {
+            loops.spawn(self.clone().accept_loop(
+                listener.clone(),
+                *local,
+                connections.clone(),
+                shutdown.clone(),
+            ));
         }
         let purge = {
             let me = self.clone();
@@ -257,45 +387,74 @@ impl<H: Handler> Server<H> {
             };
             Stats::bump(&self.stats.received);
             let data = buf.get(..n.min(MAX_PACKET_LEN)).unwrap_or(&[]);
-            self.process(&socket, local, peer, data);
+            let rt = self.runtime();
+            // Receive: known clients only.
+            let Some(client) = rt.clients.lookup(peer.ip()) else {
+                self.drop_unknown_client(peer);
+                continue;
+            };
+            let inbound = Inbound {
+                local,
+                peer,
+                client,
+                reply: ReplyTo::Udp {
+                    socket: socket.clone(),
+                    peer,
+                },
+            };
+            self.process(&rt, inbound, data);
         }
     }
 
-    /// Validate and dedup in the receive loop; spawn the rest.
-    fn process(
+    /// A packet from an address (or certificate) that is no configured client.
+    pub(crate) fn drop_unknown_client(&self, peer: SocketAddr) {
+        Stats::bump(&self.stats.unknown_client);
+        self.metrics.dropped(Drop::UnknownClient);
+        self.log_unknown_client(peer);
+    }
+
+    /// Counts a drop in the stats and the metrics.
+    fn dropped(&self, counter: &AtomicU64, why: Drop) {
+        Stats::bump(counter);
+        self.metrics.dropped(why);
+    }
+
+    /// Validate and dedup without awaiting; spawn the rest. Every transport ends here.
+    pub(crate) fn process(
         self: &Arc<Self>,
-        socket: &Arc<UdpSocket>,
-        local: SocketAddr,
-        peer: SocketAddr,
+        rt: &Arc<Runtime<H>>,
+        inbound: Inbound<'_>,
         data: &[u8],
     ) {
-        let rt = self.runtime();
-        // Receive: known clients only.
-        let Some(client) = rt.clients.lookup(peer.ip()) else {
-            Stats::bump(&self.stats.unknown_client);
-            self.log_unknown_client(peer);
-            return;
-        };
+        let Inbound {
+            local,
+            peer,
+            client,
+            reply,
+        } = inbound;
+        let transport = reply.transport();
         // Validate: the packet, then its authenticator.
         let packet = match Packet::parse(data) {
             Ok(p) => p,
             Err(e) => {
-                Stats::bump(&self.stats.malformed);
+                self.dropped(&self.stats.malformed, Drop::Malformed);
                 if self.limited(&client.name, "malformed") {
-                    tracing::warn!(client = client.name, %peer, error = %e, "malformed packet dropped");
+                    tracing::warn!(client = client.name, %peer, transport, error = %e, "malformed packet dropped");
                 }
                 return;
             }
         };
+        self.metrics
+            .request(&client.name, transport, packet.code().name());
         let secret = client.secret.expose();
         if packet.code() == Code::AccountingRequest {
-            self.answer_accounting(&rt, socket, peer, &packet, client);
+            self.answer_accounting(rt, reply, peer, &packet, client);
             return;
         }
         if let Err(e) =
             auth::check_message_authenticator(&packet, secret, client.require_message_authenticator)
         {
-            Stats::bump(&self.stats.bad_authenticator);
+            self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
             if self.limited(&client.name, "bad-authenticator") {
                 tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e,
                     "packet dropped: Message-Authenticator missing or wrong (wrong shared secret?)");
@@ -306,7 +465,7 @@ impl<H: Handler> Server<H> {
             && !packet.has_message_authenticator()
             && packet.proxy_states().next().is_some()
         {
-            Stats::bump(&self.stats.bad_authenticator);
+            self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
             if self.limited(&client.name, "proxy-state-without-ma") {
                 tracing::warn!(client = client.name, %peer, "packet dropped: Proxy-State without Message-Authenticator (limit_proxy_state)");
             }
@@ -315,16 +474,17 @@ impl<H: Handler> Server<H> {
         if packet.code() == Code::StatusServer {
             Stats::bump(&self.stats.status_server);
             if rt.handler.is_ready() {
-                let reply = crate::packet::encode_response_to(
+                let answer = crate::packet::encode_response_to(
                     &packet,
                     ResponseCode::AccessAccept,
                     &[(attr::REPLY_MESSAGE, b"sxs-radiusd ok".as_slice())],
                     secret,
                 );
-                if let Ok(bytes) = reply {
-                    let _ = socket.try_send_to(&bytes, peer);
+                if let Ok(bytes) = answer {
+                    let _ = reply.send_now(bytes);
                 }
             } else {
+                self.metrics.dropped(Drop::NotReady);
                 if self.limited(&client.name, "status-server-not-ready") {
                     tracing::warn!(
                         client = client.name,
@@ -335,7 +495,7 @@ impl<H: Handler> Server<H> {
             return;
         }
         if packet.code() != Code::AccessRequest {
-            Stats::bump(&self.stats.malformed);
+            self.dropped(&self.stats.malformed, Drop::Malformed);
             return;
         }
         // Dedup (RFC 5080 §2.2.2).
@@ -348,18 +508,19 @@ impl<H: Handler> Server<H> {
         match self.dedup.check(key, &authenticator, Instant::now()) {
             Action::New => {}
             Action::DropInFlight => {
-                Stats::bump(&self.stats.duplicate_dropped);
+                self.dropped(&self.stats.duplicate_dropped, Drop::Duplicate);
                 tracing::debug!(client = client.name, %peer, id = packet.identifier(), "retransmission of a request in flight dropped");
                 return;
             }
             Action::Resend(bytes) if bytes.is_empty() => {
                 // Processed, and no reply could be encoded: ignoring it again is the answer.
-                Stats::bump(&self.stats.duplicate_dropped);
+                self.dropped(&self.stats.duplicate_dropped, Drop::Duplicate);
                 return;
             }
             Action::Resend(bytes) => {
                 Stats::bump(&self.stats.duplicate_resent);
-                if let Err(e) = socket.try_send_to(&bytes, peer) {
+                self.metrics.resent();
+                if let Err(e) = reply.send_now(bytes) {
                     tracing::warn!(%peer, error = %e, "cannot resend the cached answer");
                 }
                 return;
@@ -367,7 +528,7 @@ impl<H: Handler> Server<H> {
         }
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.dedup.abandon(key, &authenticator);
-            Stats::bump(&self.stats.overload_dropped);
+            self.dropped(&self.stats.overload_dropped, Drop::Overload);
             if self.limited(&client.name, "overloaded") {
                 tracing::warn!(
                     client = client.name,
@@ -396,8 +557,9 @@ impl<H: Handler> Server<H> {
                     method: common::Method::Otp,
                     verdict: None,
                     sxs_latency: None,
+                    state_rejected: None,
                 };
-                let job = Answer::new(self, rt.clone(), socket, peer, key, packet, client);
+                let job = Answer::new(self, rt.clone(), reply, peer, key, packet, client);
                 tokio::spawn(job.send(outcome, permit));
                 return;
             }
@@ -419,8 +581,12 @@ impl<H: Handler> Server<H> {
                     method: common::Method::Otp,
                     verdict: None,
                     sxs_latency: None,
+                    state_rejected: None,
                 };
                 log_decision(&client.name, Sent::Nothing, &outcome, Duration::ZERO);
+                self.metrics
+                    .decision(&client.name, Sent::Nothing.as_str(), "reply-too-large");
+                drop(reply);
                 drop(permit);
                 return;
             }
@@ -443,7 +609,7 @@ impl<H: Handler> Server<H> {
             state: packet.state().map(<[u8]>::to_vec),
         };
         let handler = rt.handler.clone();
-        let job = Answer::new(self, rt.clone(), socket, peer, key, packet, client);
+        let job = Answer::new(self, rt.clone(), reply, peer, key, packet, client);
         tokio::spawn(async move {
             let outcome = handler.handle(request).await;
             job.send(outcome, permit).await;
@@ -455,19 +621,20 @@ impl<H: Handler> Server<H> {
     fn answer_accounting(
         &self,
         rt: &Runtime<H>,
-        socket: &UdpSocket,
+        reply: ReplyTo,
         peer: SocketAddr,
         packet: &Packet,
-        client: &common::config::RadiusClient,
+        client: &RadiusClient,
     ) {
         Stats::bump(&self.stats.accounting);
         if !rt.settings.accounting {
+            self.metrics.dropped(Drop::Accounting);
             tracing::debug!(client = client.name, %peer, "Accounting-Request dropped (radius.accounting is off)");
             return;
         }
         let secret = client.secret.expose();
         if let Err(e) = auth::verify_accounting_request(packet, secret) {
-            Stats::bump(&self.stats.bad_authenticator);
+            self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
             if self.limited(&client.name, "bad-accounting") {
                 tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e, "Accounting-Request dropped");
             }
@@ -480,7 +647,7 @@ impl<H: Handler> Server<H> {
             secret,
         ) {
             Ok(bytes) => {
-                let _ = socket.try_send_to(&bytes, peer);
+                let _ = reply.send_now(bytes);
                 let status = packet
                     .first(attr::ACCT_STATUS_TYPE)
                     .and_then(|v| <[u8; 4]>::try_from(v).ok())
@@ -598,29 +765,32 @@ impl<H: Handler> Server<H> {
 struct Answer<H> {
     server: Arc<Server<H>>,
     rt: Arc<Runtime<H>>,
-    socket: Arc<UdpSocket>,
+    reply: ReplyTo,
     peer: SocketAddr,
     key: DedupKey,
     packet: Packet,
     client: String,
     secret: Secret,
     received: Instant,
+    /// Counts the request in `sxs_radius_in_flight` until it is answered.
+    in_flight: crate::metrics::GaugeGuard,
 }
 
 impl<H: Handler> Answer<H> {
     fn new(
         server: &Arc<Server<H>>,
         rt: Arc<Runtime<H>>,
-        socket: &Arc<UdpSocket>,
+        reply: ReplyTo,
         peer: SocketAddr,
         key: DedupKey,
         packet: Packet,
-        client: &common::config::RadiusClient,
+        client: &RadiusClient,
     ) -> Self {
         Self {
+            in_flight: server.metrics.in_flight(),
             server: server.clone(),
             rt,
-            socket: socket.clone(),
+            reply,
             peer,
             key,
             packet,
@@ -650,10 +820,16 @@ impl<H: Handler> Answer<H> {
             Instant::now(),
         );
         if !bytes.is_empty() {
-            if let Err(e) = self.socket.send_to(&bytes, self.peer).await {
+            if let Err(e) = self.reply.send(bytes).await {
                 tracing::warn!(client = self.client, peer = %self.peer, error = %e, "send failed");
             }
         }
+        let metrics = &self.server.metrics;
+        metrics.decision(&self.client, sent.as_str(), outcome.decision);
+        if let Some(reason) = outcome.state_rejected {
+            metrics.state_reject(reason);
+        }
+        drop(self.in_flight);
         log_decision(&self.client, sent, &outcome, self.received.elapsed());
         drop(permit);
     }

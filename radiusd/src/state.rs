@@ -129,6 +129,20 @@ pub enum StateError {
     },
 }
 
+impl StateError {
+    /// A short fixed word for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StateError::KeyTooShort { .. } | StateError::HmacUnavailable => "key",
+            StateError::Malformed { .. } => "malformed",
+            StateError::BadSignature => "bad_signature",
+            StateError::Expired { .. } => "expired",
+            StateError::Replayed => "replayed",
+            StateError::ReplayCacheFull { .. } => "replay_cache_full",
+        }
+    }
+}
+
 /// The identity of one verified State: its nonce and expiry, what [`UsedStates`] remembers,
 /// and the context it was issued with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

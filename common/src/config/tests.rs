@@ -296,3 +296,100 @@ fn methods_triggers_and_sms_limits() {
     let e = err_of(&format!("{MIN}[sms]\npam_state_dir = \"run/sxs\"\n"));
     assert!(e.contains("sms.pam_state_dir"), "{e}");
 }
+
+#[test]
+fn radius_tls_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = write(dir.path(), "server.key", "k", 0o600);
+    let tls = |extra: &str, clients: &str| {
+        format!(
+            "{MIN}[radius]\nlisten = []\n[radius.tls]\ncert_file = \"/c.pem\"\nkey_file = {key:?}\nca_file = \"/ca.pem\"\n{extra}\n{clients}"
+        )
+    };
+    let nas = "[[radius.tls.clients]]\nname = \"nas1\"\naddress = \"10.0.0.0/24\"\ncertificate = \"*.Example.org\"\n";
+    let c = Config::from_toml_str(&tls("", nas), "test.toml", no_env()).unwrap();
+    let r = c.radius.unwrap();
+    assert!(r.listen.is_empty(), "UDP off, TLS on");
+    let t = r.tls.unwrap();
+    assert_eq!(t.listen.len(), 2);
+    assert!(t.require_client_cert);
+    assert_eq!(t.idle_timeout, Duration::from_secs(120));
+    assert_eq!(t.max_buffered_bytes, 256 * 1024);
+    assert_eq!(
+        t.clients[0].client.secret.expose(),
+        b"radsec",
+        "RFC 6614 default"
+    );
+    assert_eq!(t.clients[0].certificate.as_deref(), Some("*.example.org"));
+    assert!(t.clients[0].client.require_message_authenticator);
+    assert!(c.metrics.is_none(), "metrics off by default");
+    let c = Config::from_toml_str(
+        &format!("{MIN}[metrics]\nlisten = \"127.0.0.1:9812\"\n"),
+        "test.toml",
+        no_env(),
+    )
+    .unwrap();
+    assert_eq!(c.metrics.unwrap().listen.port(), 9812);
+
+    let no_pattern = "[[radius.tls.clients]]\nname = \"nas1\"\naddress = \"10.0.0.1\"\n";
+    for (text, k, what) in [
+        (
+            tls("", no_pattern),
+            "radius.tls.clients[0].certificate",
+            "pattern",
+        ),
+        (
+            tls("idle_timeout = \"0s\"", nas),
+            "radius.tls.idle_timeout",
+            "greater than zero",
+        ),
+        (
+            tls("max_buffered_bytes = 100", nas),
+            "radius.tls.max_buffered_bytes",
+            "4096",
+        ),
+        (
+            tls("max_connections = 0", nas),
+            "radius.tls.max_connections",
+            "at least 1",
+        ),
+        (
+            tls("listen = [\"2083\"]", nas),
+            "radius.tls.listen[0]",
+            "address",
+        ),
+        (
+            tls("", &nas.replace("10.0.0.0/24", "nowhere")),
+            "radius.tls.clients[0].address",
+            "CIDR",
+        ),
+        (
+            tls("", nas).replace("ca_file = \"/ca.pem\"\n", ""),
+            "radius.tls.ca_file",
+            "require_client_cert",
+        ),
+        (
+            format!("{MIN}[metrics]\nlisten = \"9812\"\n"),
+            "metrics.listen",
+            "127.0.0.1:9812",
+        ),
+        (
+            format!("{MIN}[radius]\nlisten = []\n"),
+            "radius.listen",
+            "at least one",
+        ),
+    ] {
+        let e = err_of(&text);
+        assert!(e.contains(&format!("`{k}`")), "want key {k}: {e}");
+        assert!(e.contains(what), "want {what:?}: {e}");
+    }
+    // Without client certificates, a client may go by address alone.
+    let open =
+        tls("require_client_cert = false", no_pattern).replace("ca_file = \"/ca.pem\"\n", "");
+    let c = Config::from_toml_str(&open, "test.toml", no_env()).unwrap();
+    assert_eq!(c.radius.unwrap().tls.unwrap().clients[0].certificate, None);
+    // A key file other users can read is refused, naming it.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = err_of(&tls("", nas));
+    assert!(e.contains("radius.tls.key_file"), "{e}");
+}

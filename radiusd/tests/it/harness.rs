@@ -67,6 +67,8 @@ pub struct Radiusd {
     _dir: tempfile::TempDir,
     pub config: PathBuf,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Standard output after the first line.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A config with one client for 127.0.0.1 and ::1 (unless `clients` replaces it).
@@ -123,13 +125,22 @@ impl Radiusd {
             );
         };
         let addr = addr.parse().unwrap();
-        std::thread::spawn(move || for _ in out.lines() {});
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let sink = stdout.clone();
+            std::thread::spawn(move || {
+                for line in out.lines().map_while(Result::ok) {
+                    sink.lock().unwrap().push(line);
+                }
+            });
+        }
         Radiusd {
             child,
             addr,
             _dir: dir,
             config: path,
             stderr,
+            stdout,
         }
     }
 
@@ -139,6 +150,24 @@ impl Radiusd {
             SocketAddr::V4(a) => a.to_string(),
             SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
         }
+    }
+
+    /// What follows `prefix` on the first line of standard output that starts with it
+    /// (`"sxs-radiusd metrics on "`), waiting for it (bounded).
+    pub fn stdout_after(&self, prefix: &str) -> String {
+        for _ in 0..200 {
+            if let Some(rest) = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix))
+            {
+                return rest.to_string();
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("sxs-radiusd never printed {prefix:?}:\n{}", self.logs());
     }
 
     pub fn logs(&self) -> String {

@@ -5,7 +5,9 @@
 mod cli;
 mod harness;
 mod methods;
+mod metrics;
 mod oob;
 mod protocol;
 mod push;
 mod radclient;
+mod radsec;

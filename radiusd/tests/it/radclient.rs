@@ -91,7 +91,7 @@ pub fn auth(target: &str, user: &str, password: &str) -> Reply {
     )
 }
 
-fn wrong(otp: &str) -> &'static str {
+pub fn wrong(otp: &str) -> &'static str {
     if otp == "000000" {
         "111111"
     } else {
