@@ -583,3 +583,88 @@ fn only_tls_1_2_and_1_3_are_spoken() {
     );
     assert!(!r.logs().contains("TLSv1_1"), "{}", r.logs());
 }
+
+#[test]
+fn requests_on_one_connection_are_answered_as_they_are_ready() {
+    let sim = Sim::start();
+    let pki = Pki::new();
+    let (r, tls) = start_radiusd(&sim, &pki, "", "");
+    let (cert, key) = pki.clients_ca.leaf(&["nas1.example.org"], false, false);
+    let proxy = Radsecproxy::start(&pki, tls, "order", &cert, &key);
+    // Bring the TLS connection up (a wrong OTP for dave; retried until radsecproxy is ready).
+    let warm = (0..20)
+        .map(|_| access(&proxy.udp, "dave", "000000", None))
+        .find(|reply| reply.code.is_some())
+        .expect("no answer through radsecproxy");
+    assert_eq!(
+        warm.code.as_deref(),
+        Some("Access-Reject"),
+        "{}",
+        warm.output
+    );
+    let calls = sim.handle.stats().validate_otp;
+    // alice's validateOtp is held 1.5 s at SxS (sxs.timeout is 2 s); bob's, sent while it waits, is not.
+    sim.handle.set_faults(common::sim::Faults {
+        latency_ms: 1500,
+        error: None,
+        calls: Some(1),
+    });
+    let otp = sim.otp("alice");
+    let udp = proxy.udp.clone();
+    let slow = std::thread::spawn(move || radclient_opts_long(&udp, "alice", &otp));
+    for _ in 0..200 {
+        if sim.handle.stats().validate_otp > calls {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let fast = access(
+        &proxy.udp,
+        "bob",
+        crate::radclient::wrong(&sim.otp("bob")),
+        None,
+    );
+    assert_eq!(
+        fast.code.as_deref(),
+        Some("Access-Reject"),
+        "{}",
+        fast.output
+    );
+    let slow = slow.join().unwrap();
+    assert_eq!(
+        slow.code.as_deref(),
+        Some("Access-Accept"),
+        "{}\n{}\n{}",
+        slow.output,
+        r.logs(),
+        proxy.log()
+    );
+    // bob's answer went back over the connection before alice's, and there was one connection.
+    let log = proxy.log();
+    let bob = log
+        .find("Access-Reject for user bob")
+        .expect("bob answered");
+    let alice = log
+        .find("Access-Accept for user alice")
+        .expect("alice answered");
+    assert!(bob < alice, "{log}");
+    assert_eq!(
+        r.logs().matches("RADIUS/TLS connection client=").count(),
+        1,
+        "{}",
+        r.logs()
+    );
+}
+
+/// One Access-Request with patience for a slow SxS (no retransmission).
+fn radclient_opts_long(target: &str, user: &str, otp: &str) -> Reply {
+    crate::radclient::radclient_opts(
+        target,
+        "auth",
+        UDP_SECRET,
+        &format!(
+            "User-Name = \"{user}\"\nUser-Password = \"{otp}\"\nMessage-Authenticator = 0x00\n"
+        ),
+        &["-t", "20", "-r", "1"],
+    )
+}
