@@ -80,11 +80,16 @@ fn shipped_example_parses() {
     assert!(r.clients[0].require_message_authenticator);
     assert_eq!(r.listen.len(), 2);
     assert_eq!(r.reject_delay, Duration::from_secs(1));
-    assert_eq!(c.pam.prompt_for("sudo"), Some("OTP for sudo: "));
+    assert_eq!(
+        c.pam.prompt_for("sudo"),
+        Some("OTP for sudo (or press Enter for a code by SMS): ")
+    );
+    assert_eq!(c.pam.methods_for("sudo").to_string(), "otp,sms");
     let h = c.http.unwrap();
     assert_eq!(h.public_url.as_str(), "https://auth.example.com:8443/");
     assert_eq!(c.push.timeout, Duration::from_secs(25));
-    assert_eq!(c.pam.prompt_for("sshd"), Some("OTP: "));
+    // No [pam] prompt: pam_sxs's default, which names the methods allowed.
+    assert_eq!(c.pam.prompt_for("sshd"), None);
     assert_eq!(
         c.pam.failmode_for("sshd", FailMode::Safe),
         FailMode::Safe,
