@@ -828,8 +828,10 @@ impl SimState {
                         ))
                     }
                     None => {
+                        // The same counter as enrolment, taken the same way: never reused.
+                        let sn = store.next_sn.to_string();
                         store.next_sn += 1;
-                        store.next_sn.to_string()
+                        sn
                     }
                 };
                 Some(SmsToken {

@@ -224,6 +224,29 @@ async fn method_names_are_configurable_on_both_sides() {
     assert_ne!(sent.verdict.kind(), "accept", "{sent:?}");
 }
 
+#[tokio::test]
+async fn an_assigned_sms_serial_is_never_given_to_an_enrolled_token() {
+    let sim = sim_with(SimOptions {
+        seed: vec![common::sim::SeedUser {
+            id: "erin".into(),
+            mobile: Some("+385911111111".into()),
+            sms: Some(true),
+            ..Default::default()
+        }],
+        ..SimOptions::default()
+    })
+    .await;
+    let c = client(&[sim.url()], "");
+    c.send_sms_otp(&user("erin"), &limiter(), NOW).await;
+    let code = sim.sms_outbox("erin")[0].code.clone();
+    let sms_sn = match c.validate_otp(&user("erin"), &code.as_str().into()).await {
+        Verdict::Accept { token_sn, .. } => token_sn,
+        other => panic!("{other:?}"),
+    };
+    let enrolled = c.redistribute_token("erin", 1393, 6).await.unwrap();
+    assert_ne!(enrolled, sms_sn);
+}
+
 #[test]
 fn envelopes_carry_the_configured_names() {
     let cfg = config(
