@@ -17,6 +17,9 @@ packages=(
   libxml2-utils
   # the RADIUS/TLS (RFC 6614) peer of radiusd/tests/it/radsec.rs
   radsecproxy
+  # first factors (radiusd/tests/it/first_factor.rs): a real directory and a real RADIUS
+  # server, configured by the tests in temporary directories; freeradius-common's dictionary
+  slapd freeradius freeradius-common
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -21,6 +21,11 @@ use crate::secret::Secret;
 
 mod push;
 pub use push::{HttpSettings, PushSettings, SharedSettings};
+mod first_factor;
+pub use first_factor::{
+    FirstFactorKind, FirstFactorSettings, LdapBind, LdapGroups, LdapSettings, PasswordOtp,
+    ReplyRule, ReplyValue, UpstreamRadiusSettings,
+};
 
 /// Where the file lives unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/sxs/sxs.toml";
@@ -63,6 +68,8 @@ struct RawConfig {
     #[serde(default)]
     shared: push::RawShared,
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    first_factor: first_factor::RawFirstFactor,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +172,9 @@ struct RawRadius {
     push_trigger: Option<String>,
     #[serde(default)]
     accounting: bool,
+    dictionary: Option<PathBuf>,
+    #[serde(default)]
+    reply: Vec<first_factor::RawReply>,
     #[serde(default)]
     clients: Vec<RawRadiusClient>,
     tls: Option<RawRadiusTls>,
@@ -211,6 +221,10 @@ struct RawRadiusClient {
     require_message_authenticator: Option<bool>,
     limit_proxy_state: Option<bool>,
     methods: Option<Vec<String>>,
+    first_factor: Option<String>,
+    password_otp: Option<String>,
+    otp_digits: Option<usize>,
+    otp_separator: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,6 +266,8 @@ pub struct Config {
     pub shared: SharedSettings,
     /// Present when `[metrics] listen` is set (sxs-radiusd's Prometheus endpoint).
     pub metrics: Option<MetricsSettings>,
+    /// `[first_factor.*]`: password checks clients can ask for before the OTP.
+    pub first_factor: FirstFactorSettings,
 }
 
 /// `[sms]`: limits on sending SMS one-time passwords.
@@ -439,6 +455,10 @@ pub struct RadiusSettings {
     pub push_trigger: String,
     /// Answer Accounting-Request with Accounting-Response (and keep nothing).
     pub accounting: bool,
+    /// The FreeRADIUS dictionary that names reply attributes.
+    pub dictionary: PathBuf,
+    /// `[[radius.reply]]`: attributes per group on Accept.
+    pub reply: Vec<ReplyRule>,
     pub clients: Vec<RadiusClient>,
     /// `[radius.tls]`: RADIUS over TLS (RFC 6614), when configured.
     pub tls: Option<RadiusTlsSettings>,
@@ -491,6 +511,10 @@ pub struct RadiusClient {
     pub limit_proxy_state: bool,
     /// The methods this client's users may use.
     pub methods: Methods,
+    /// The password check before the OTP.
+    pub first_factor: FirstFactorKind,
+    /// How password and OTP arrive when `first_factor` is not `None`.
+    pub password_otp: PasswordOtp,
 }
 
 /// `[pam]`: prompt and failmode, with per-service overrides (`[pam.service.sudo]`).
@@ -739,7 +763,11 @@ impl Validator<'_> {
         let sxs = self.validate_sxs(raw.sxs)?;
         let identity = self.validate_identity(raw.identity)?;
         let policy = self.validate_policy(raw.policy)?;
-        let radius = raw.radius.map(|r| self.validate_radius(r)).transpose()?;
+        let first_factor = self.validate_first_factor(raw.first_factor)?;
+        let radius = raw
+            .radius
+            .map(|r| self.validate_radius(r, &first_factor))
+            .transpose()?;
         let pam = self.validate_pam(raw.pam)?;
         let sms = self.validate_sms(raw.sms)?;
         let http = self.validate_http(raw.http)?;
@@ -776,6 +804,7 @@ impl Validator<'_> {
                 push,
                 shared,
                 metrics,
+                first_factor,
             },
             has_inline_secret: self.inline_secret_key.is_some(),
             inline_secret_key: self.inline_secret_key,
@@ -1058,7 +1087,11 @@ impl Validator<'_> {
         })
     }
 
-    fn validate_radius(&mut self, mut raw: RawRadius) -> Result<RadiusSettings> {
+    fn validate_radius(
+        &mut self,
+        mut raw: RawRadius,
+        backends: &FirstFactorSettings,
+    ) -> Result<RadiusSettings> {
         let listen = self.listen("radius.listen", raw.listen.take(), 1812)?;
         let mode = match raw.mode.as_deref() {
             None | Some("otp") => RadiusMode::Otp,
@@ -1116,6 +1149,23 @@ impl Validator<'_> {
             let methods = self
                 .methods(&format!("{key}.methods"), c.methods)?
                 .unwrap_or(default_methods);
+            if clients.iter().any(|o: &RadiusClient| o.name == c.name) {
+                return Err(self.err(
+                    &format!("{key}.name"),
+                    format!("client name {:?} is used twice; names identify clients in logs and challenge States", c.name),
+                ));
+            }
+            let (first_factor, password_otp) = self.client_factors(
+                &key,
+                first_factor::ClientFactorKeys {
+                    first_factor: c.first_factor,
+                    password_otp: c.password_otp,
+                    otp_digits: c.otp_digits,
+                    otp_separator: c.otp_separator,
+                },
+                backends,
+                state_key.is_some(),
+            )?;
             clients.push(RadiusClient {
                 name: c.name,
                 network,
@@ -1123,6 +1173,8 @@ impl Validator<'_> {
                 require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
                 limit_proxy_state: c.limit_proxy_state.unwrap_or(false),
                 methods,
+                first_factor,
+                password_otp,
             });
         }
         let trigger = |key: &str, v: Option<String>, d: &str| -> Result<String> {
@@ -1193,6 +1245,10 @@ impl Validator<'_> {
             mac_trigger,
             push_trigger,
             accounting: raw.accounting,
+            dictionary: raw
+                .dictionary
+                .unwrap_or_else(|| PathBuf::from("/usr/share/freeradius/dictionary")),
+            reply: self.validate_reply(raw.reply)?,
             clients,
             tls,
         })
@@ -1260,6 +1316,9 @@ impl Validator<'_> {
                     methods: self
                         .methods(&format!("{key}.methods"), c.methods)?
                         .unwrap_or(*default_methods),
+                    // A first factor is configured for [[radius.clients]] (UDP) only.
+                    first_factor: FirstFactorKind::None,
+                    password_otp: PasswordOtp::Challenge,
                 },
                 certificate,
             });

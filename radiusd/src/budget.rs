@@ -7,7 +7,7 @@
 //! does (an Access-Reject without Reply-Message) or, if even that cannot fit, with nothing,
 //! and remembers that in the duplicate cache so retransmissions are not processed again.
 
-use common::config::{RadiusMode, RadiusSettings};
+use common::config::{FirstFactorKind, PasswordOtp, RadiusMode, RadiusSettings, ReplyValue};
 
 use crate::packet::{attr, encoded_attributes_len, response_overhead, Packet, MAX_PACKET_LEN};
 use crate::state::STATE_LEN;
@@ -32,12 +32,16 @@ pub enum Budget {
 }
 
 /// Octets the largest reply the server may send takes in attributes of its own: the Reject
-/// with `reject_message`, or (in challenge mode) the Challenge with `challenge_prompt` and a
-/// State. An Accept carries none. A reply the handler builds beyond these (a longer prompt)
-/// that does not fit is still caught when encoding, and becomes a bare Access-Reject.
+/// with `reject_message`, the Accept with every `[[radius.reply]]` attribute (a user may be in
+/// every group; an upper bound), or (in challenge mode, or for a client whose first factor
+/// is followed by a challenge) the Challenge with `challenge_prompt` and a State. A reply the
+/// handler builds beyond these (a longer prompt, attributes passed through from an upstream
+/// RADIUS server) that does not fit is still caught when encoding, and becomes a bare
+/// Access-Reject.
 pub fn largest_reply_attributes(settings: &RadiusSettings) -> usize {
     let reject =
-        encoded_attributes_len(&[(attr::REPLY_MESSAGE, settings.reject_message.as_bytes())]);
+        encoded_attributes_len(&[(attr::REPLY_MESSAGE, settings.reject_message.as_bytes())])
+            .max(largest_accept_attributes(settings));
     // SMS and MAC challenges carry prompts the handler builds, at most MAX_METHOD_PROMPT long.
     let methods = settings
         .clients
@@ -47,7 +51,16 @@ pub fn largest_reply_attributes(settings: &RadiusSettings) -> usize {
     let method_challenges = methods
         .clone()
         .any(|m| m.allows(Method::Sms) || m.allows(Method::Mac));
-    let prompt = match (settings.mode, method_challenges) {
+    // A client whose password is followed by an OTP challenge sends challenge_prompt too.
+    let password_then_challenge = settings.clients.iter().any(|c| {
+        c.first_factor != FirstFactorKind::None && c.password_otp == PasswordOtp::Challenge
+    });
+    let mode = if password_then_challenge {
+        RadiusMode::Challenge
+    } else {
+        settings.mode
+    };
+    let prompt = match (mode, method_challenges) {
         (RadiusMode::Otp, false) => return reject,
         (RadiusMode::Otp, true) => crate::handler::MAX_METHOD_PROMPT,
         (RadiusMode::Challenge, false) => settings.challenge_prompt.len(),
@@ -63,6 +76,25 @@ pub fn largest_reply_attributes(settings: &RadiusSettings) -> usize {
         (attr::STATE, state.as_slice()),
     ]);
     reject.max(challenge)
+}
+
+/// An upper bound of the `[[radius.reply]]` attributes one Accept can carry: each value as
+/// text (or 8 octets for a number), a possible RFC 2868 tag octet, and a Vendor-Specific
+/// header, for every attribute of every table.
+fn largest_accept_attributes(settings: &RadiusSettings) -> usize {
+    settings
+        .reply
+        .iter()
+        .flat_map(|r| r.attributes.iter())
+        .map(|(_, v)| {
+            let value = match v {
+                ReplyValue::Int(_) => 8,
+                // IPv6 addresses can encode longer than they are written ("::1" is 16 octets).
+                ReplyValue::Text(t) => t.len().max(16),
+            };
+            value + 1 + 2 + 6
+        })
+        .sum()
 }
 
 /// Whether the replies to `request` fit in a RADIUS packet.
@@ -155,6 +187,32 @@ mod tests {
         assert_eq!(
             largest_reply_attributes(&challenge),
             2 + "Enter your one-time password".len() + 2 + STATE_LEN
+        );
+    }
+
+    /// `[[radius.reply]]` attributes count against the budget (upper bound over all groups),
+    /// as does the challenge of a password-then-OTP client with radius.mode = "otp".
+    #[test]
+    fn reply_attributes_and_first_factor_challenges_are_budgeted() {
+        let otp = settings("");
+        let big = "x".repeat(200);
+        let with_reply = settings(&format!(
+            "[[radius.reply]]\ngroup = \"a\"\nattributes = {{ \"Filter-Id\" = \"{big}\", \"Session-Timeout\" = 1 }}\n"
+        ));
+        assert_eq!(largest_reply_attributes(&with_reply), 200 + 9 + 8 + 9);
+        let p = request(3900);
+        assert_eq!(check(&p, &otp), Budget::Fits);
+        assert!(matches!(
+            check(&p, &with_reply),
+            Budget::BareRejectOnly { .. }
+        ));
+        let ff = settings(
+            "[[radius.clients]]\nname = \"gw\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\n\
+             first_factor = \"radius\"\n[first_factor.radius]\nservers = [\"10.0.0.5:1812\"]\nsecret = \"0123456789\"\n",
+        );
+        assert_eq!(
+            largest_reply_attributes(&ff),
+            largest_reply_attributes(&settings("mode = \"challenge\"\n"))
         );
     }
 }

@@ -46,6 +46,8 @@ mod tests {
             require_message_authenticator: true,
             limit_proxy_state: false,
             methods: common::Methods::otp_only(),
+            first_factor: Default::default(),
+            password_otp: common::config::PasswordOtp::Challenge,
         }
     }
 

@@ -17,6 +17,8 @@ use common::{
     Decision, Identity, IdentityMapper, Mapping, Method, Methods, Secret, Verdict, Verifier,
 };
 
+use crate::first_factor::Factors;
+use crate::reply::Attributes;
 use crate::state::{Context, StateSigner, UsedStates};
 
 /// Longest Reply-Message the handler builds for an SMS or MAC challenge (the size budget
@@ -62,6 +64,8 @@ pub struct Outcome {
     pub sxs_latency: Option<Duration>,
     /// Why the request's State was refused, if it was (a metrics label: `expired`, …).
     pub state_rejected: Option<&'static str>,
+    /// Attributes for an Accept: the user's groups' `[[radius.reply]]`, upstream pass-through.
+    pub attributes: Attributes,
 }
 
 /// The handle step.
@@ -109,6 +113,8 @@ pub struct SxsHandler<V> {
     pub push_trigger: String,
     /// Where pushes wait for SxS's callback; `None` without an `[http]` section.
     pub push: Option<PushSetup>,
+    /// First factors per client and reply attributes (`crate::first_factor`).
+    pub factors: Arc<Factors>,
 }
 
 /// What starting a push needs: the store the callback completes, and how to sign its location.
@@ -120,7 +126,7 @@ pub struct PushSetup {
     pub timeout: Duration,
 }
 
-fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
+pub(crate) fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
     Outcome {
         reply,
         user: user.to_string(),
@@ -129,6 +135,7 @@ fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
         verdict: None,
         sxs_latency: None,
         state_rejected: None,
+        attributes: Vec::new(),
     }
 }
 
@@ -147,6 +154,25 @@ impl Outcome {
 }
 
 impl<V: Verifier + 'static> SxsHandler<V> {
+    /// A client with a first factor: password, then OTP ([`crate::first_factor`]). Otherwise
+    /// the OTP (or another method) alone, and on Accept the attributes of the user's system
+    /// groups (NSS), as for exemptions.
+    async fn handle_request(&self, request: AccessRequest) -> Outcome {
+        if let Some((kind, mode)) = self.factors.of(&request.client) {
+            let mode = mode.clone();
+            return self.handle_first_factor(request, kind, &mode).await;
+        }
+        let mut o = self.handle_inner(request).await;
+        if o.reply == Reply::Accept && !self.factors.reply.is_empty() {
+            let u = o.user.clone();
+            let groups = tokio::task::spawn_blocking(move || common::policy::user_groups(&u))
+                .await
+                .unwrap_or_default();
+            o.attributes = self.factors.reply.for_groups(&groups);
+        }
+        o
+    }
+
     async fn handle_inner(&self, request: AccessRequest) -> Outcome {
         let Some(login) = request.user.as_deref() else {
             return outcome(Reply::Reject, "", "no-user-name");
@@ -352,7 +378,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
     }
 
     /// The policy's decision on a verdict, logged loudly when it lets someone in unchecked.
-    fn decide(
+    pub(crate) fn decide(
         &self,
         client: &str,
         user: String,
@@ -373,12 +399,13 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             verdict: Some(verdict),
             sxs_latency: Some(latency),
             state_rejected: None,
+            attributes: Vec::new(),
         }
     }
 
     /// `exempt_groups` needs the system's user database (NSS: files, sssd, LDAP…), which can
     /// block: off the async workers then.
-    async fn is_exempt(&self, user: &str) -> bool {
+    pub(crate) async fn is_exempt(&self, user: &str) -> bool {
         if self.policy.exempt_groups.is_empty() {
             return self.policy.is_exempt(user);
         }
@@ -391,12 +418,18 @@ impl<V: Verifier + 'static> SxsHandler<V> {
     /// An Access-Challenge for `method` with a fresh signed State. For `mac` the message
     /// carries the MAC input derived from that State.
     fn challenge(&self, user: &str, client: &str, method: Method) -> Outcome {
+        self.challenge_for(Context::new(method), user, client)
+    }
+
+    /// An Access-Challenge whose State is signed with `context` (method, first factor passed).
+    pub(crate) fn challenge_for(&self, context: Context, user: &str, client: &str) -> Outcome {
+        let method = context.method;
         let Some(signer) = &self.signer else {
             return outcome(Reply::Reject, user, "no-state-key").with_method(method);
         };
         let now = self.clock.now_unix();
         let state = match signer.issue(
-            Context::new(method),
+            context,
             user.as_bytes(),
             client.as_bytes(),
             now,
@@ -435,7 +468,7 @@ fn reply_of(d: Decision) -> Reply {
 
 impl<V: Verifier + 'static> Handler for SxsHandler<V> {
     fn handle(&self, request: AccessRequest) -> impl Future<Output = Outcome> + Send {
-        self.handle_inner(request)
+        self.handle_request(request)
     }
 
     fn is_ready(&self) -> bool {
@@ -594,6 +627,7 @@ mod tests {
             mac_trigger: r.mac_trigger,
             push_trigger: r.push_trigger,
             push: None,
+            factors: Default::default(),
         };
         (h, clock)
     }

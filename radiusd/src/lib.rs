@@ -1,8 +1,10 @@
 //! `sxs-radiusd` as a library: the RADIUS server that asks SxS, through `common`.
 //!
 //! The per-packet path is: receive → validate ([`packet`], [`auth`], [`clients`]) → dedup
-//! ([`dedup`]) → handle ([`handler`], challenge [`state`]) → encode → send, in [`server`].
-//! It may touch the UDP sockets it is given and SxS (through `common`); nothing else.
+//! ([`dedup`]) → handle ([`handler`]: [`first_factor`] → OTP → policy, challenge [`state`],
+//! [`reply`] attributes named by the [`dictionary`]) → encode → send, in [`server`].
+//! It may touch the UDP sockets it is given, SxS (through `common`), and the LDAP or RADIUS
+//! servers of a configured first factor; nothing else.
 #![forbid(unsafe_code)]
 
 pub mod approval;
@@ -10,12 +12,15 @@ pub mod auth;
 pub mod budget;
 pub mod clients;
 pub mod dedup;
+pub mod dictionary;
+pub mod first_factor;
 pub mod handler;
 pub mod http;
 pub mod log_limit;
 pub mod metrics;
 pub mod oob;
 pub mod packet;
+pub mod reply;
 pub mod server;
 pub mod state;
 pub mod tls;

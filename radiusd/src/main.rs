@@ -136,6 +136,7 @@ struct Kept {
 }
 
 fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
+    let factors = radiusd::first_factor::Factors::build(&cfg)?;
     let settings = cfg.radius.ok_or_else(|| {
         format!(
             "{}: no [radius] section; sxs-radiusd needs one (see examples/sxs.toml)",
@@ -176,6 +177,7 @@ fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
             public_url: h.public_url.clone(),
             timeout: cfg.push.timeout,
         }),
+        factors: Arc::new(factors),
     };
     Ok(Runtime {
         clients: ClientTable::new(&settings.clients),
@@ -353,13 +355,18 @@ async fn check_config(path: &Path) -> Result<ExitCode, String> {
             );
             for c in &r.clients {
                 println!(
-                    "  client {}: {} (Message-Authenticator {})",
+                    "  client {}: {} (Message-Authenticator {}), first factor {}{}",
                     c.name,
                     c.network,
                     if c.require_message_authenticator {
                         "required"
                     } else {
                         "NOT required"
+                    },
+                    c.first_factor.as_str(),
+                    match (c.first_factor, &c.password_otp) {
+                        (common::config::FirstFactorKind::None, _) => String::new(),
+                        (_, p) => format!(", password + OTP by {p:?}").to_lowercase(),
                     }
                 );
             }
@@ -393,6 +400,40 @@ async fn check_config(path: &Path) -> Result<ExitCode, String> {
                         c.client.network,
                         c.certificate.as_deref().unwrap_or("(any or none)")
                     );
+                }
+            }
+            if r.clients.iter().any(|c| c.require_message_authenticator) {
+                println!(
+                    "  note: requests without a Message-Authenticator are dropped for clients that require it. \
+                     pam_radius_auth 2.0 (Debian 12), radsecproxy and openvpn-auth-radius send none: \
+                     set require_message_authenticator = false for such a client only, and keep it on a \
+                     trusted network (docs/radiusd.md, \"What real peers taught us\"). \
+                     Test with: echo 'Message-Authenticator = 0x00' | radclient SERVER:1812 status SECRET"
+                );
+            }
+            match radiusd::first_factor::Factors::build(&cfg) {
+                Ok(f) => {
+                    if let Some(l) = &cfg.first_factor.ldap {
+                        println!(
+                            "first factor ldap: {} (groups: {:?})",
+                            l.urls.join(", "),
+                            l.groups
+                        );
+                    }
+                    if let Some(u) = &cfg.first_factor.radius {
+                        println!("first factor radius: {}", u.servers.join(", "));
+                    }
+                    if !f.reply.is_empty() {
+                        println!(
+                            "reply attributes: {} group rule(s), resolved with {}",
+                            r.reply.len(),
+                            r.dictionary.display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    println!("error: {e}");
+                    ok = false;
                 }
             }
         }

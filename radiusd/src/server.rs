@@ -455,9 +455,16 @@ impl<H: Handler> Server<H> {
             auth::check_message_authenticator(&packet, secret, client.require_message_authenticator)
         {
             self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
-            if self.limited(&client.name, "bad-authenticator") {
+            if !self.limited(&client.name, "bad-authenticator") {
+                // Rate-limited: this client's drops were logged a moment ago.
+            } else if e == auth::AuthError::MissingMessageAuthenticator {
+                tracing::warn!(client = client.name, %peer, id = packet.identifier(),
+                    "packet dropped: it has no Message-Authenticator and this client requires one \
+                     (pam_radius_auth 2.0, radsecproxy and openvpn-auth-radius send none: see \
+                     docs/radiusd.md, or set require_message_authenticator = false for this client)");
+            } else {
                 tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e,
-                    "packet dropped: Message-Authenticator missing or wrong (wrong shared secret?)");
+                    "packet dropped: Message-Authenticator wrong (the shared secrets differ, or the packet was altered)");
             }
             return;
         }
@@ -558,6 +565,7 @@ impl<H: Handler> Server<H> {
                     verdict: None,
                     sxs_latency: None,
                     state_rejected: None,
+                    attributes: Vec::new(),
                 };
                 let job = Answer::new(self, rt.clone(), reply, peer, key, packet, client);
                 tokio::spawn(job.send(outcome, permit));
@@ -582,6 +590,7 @@ impl<H: Handler> Server<H> {
                     verdict: None,
                     sxs_latency: None,
                     state_rejected: None,
+                    attributes: Vec::new(),
                 };
                 log_decision(&client.name, Sent::Nothing, &outcome, Duration::ZERO);
                 self.metrics
@@ -691,7 +700,11 @@ impl<H: Handler> Server<H> {
         let text =
             |t: &str| (!t.is_empty()).then_some((attr::REPLY_MESSAGE, t.as_bytes().to_vec()));
         let (sent, code, attrs): (Sent, ResponseCode, Vec<(u8, Vec<u8>)>) = match &outcome.reply {
-            Reply::Accept => (Sent::Accept, ResponseCode::AccessAccept, vec![]),
+            Reply::Accept => (
+                Sent::Accept,
+                ResponseCode::AccessAccept,
+                outcome.attributes.clone(),
+            ),
             Reply::Reject => (
                 Sent::Reject,
                 ResponseCode::AccessReject,

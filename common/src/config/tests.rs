@@ -72,6 +72,9 @@ fn shipped_example_parses() {
         "not read when the config is loaded",
         0o600,
     );
+    write(dir.path(), "ldap.secret", "service-password\n", 0o600);
+    write(dir.path(), "upstream.secret", "upstream-secret\n", 0o600);
+    write(dir.path(), "ldap-ca.pem", "(a CA certificate)\n", 0o644);
     let path = write(dir.path(), "sxs.toml", &text, 0o640);
     let c = Config::load(&path, no_env()).unwrap();
     assert_eq!(c.sxs.servers.len(), 2);
@@ -85,6 +88,25 @@ fn shipped_example_parses() {
         Some("OTP for sudo (or press Enter for a code by SMS): ")
     );
     assert_eq!(c.pam.methods_for("sudo").to_string(), "otp,sms");
+    let gw = &r.clients[1];
+    assert_eq!(
+        (gw.first_factor, &gw.password_otp),
+        (FirstFactorKind::Ldap, &PasswordOtp::Challenge)
+    );
+    assert_eq!(r.reply.len(), 2);
+    assert_eq!(
+        r.reply[0].attributes.len(),
+        5,
+        "a list sends the attribute twice"
+    );
+    let ldap = c.first_factor.ldap.as_ref().unwrap();
+    assert_eq!(ldap.groups, LdapGroups::Attribute("memberOf".into()));
+    assert!(
+        matches!(&ldap.bind, LdapBind::Search { service_password, .. } if service_password.expose() == b"service-password")
+    );
+    let up = c.first_factor.radius.as_ref().unwrap();
+    assert_eq!(up.secret.expose(), b"upstream-secret");
+    assert!(up.require_message_authenticator);
     let h = c.http.unwrap();
     assert_eq!(h.public_url.as_str(), "https://auth.example.com:8443/");
     assert_eq!(c.push.timeout, Duration::from_secs(25));
@@ -121,6 +143,21 @@ fn bad_values_name_key_and_file() {
         (format!("{MIN}[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"12345678\"\n"), "radius.clients[0].secret", "more than 8"),
         (format!("{MIN}[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\n"), "radius.clients[0].secret_file", "needs"),
         (format!("{MIN}[pam.service.sudo]\nfailmode = \"x\"\n"), "pam.service.sudo.failmode", "secure"),
+        (format!("{MIN}[radius]\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\nfirst_factor = \"kerberos\"\n"), "radius.clients[0].first_factor", "ldap"),
+        (format!("{MIN}[radius]\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\nfirst_factor = \"ldap\"\n"), "radius.clients[0].first_factor", "[first_factor.ldap]"),
+        (format!("{MIN}[radius]\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\npassword_otp = \"append\"\n"), "radius.clients[0].password_otp", "only meaningful"),
+        (format!("{MIN}[radius]\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\nfirst_factor = \"radius\"\n[first_factor.radius]\nservers = [\"10.0.0.5:1812\"]\nsecret = \"s3cret-upstream\"\n"), "radius.state_key_file", "challenge"),
+        (format!("{MIN}[radius]\nstate_key = \"0123456789abcdef\"\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\nfirst_factor = \"radius\"\npassword_otp = \"append\"\notp_digits = 2\n[first_factor.radius]\nservers = [\"10.0.0.5:1812\"]\nsecret = \"s3cret-upstream\"\n"), "radius.clients[0].otp_digits", "4 to 10"),
+        (format!("{MIN}[radius]\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.1\"\nsecret = \"0123456789\"\n[[radius.clients]]\nname = \"a\"\naddress = \"10.0.0.2\"\nsecret = \"0123456789\"\n"), "radius.clients[1].name", "used twice"),
+        (format!("{MIN}[first_factor.radius]\nservers = [\"10.0.0.5\"]\nsecret = \"s3cret-upstream\"\n"), "first_factor.radius.servers[0]", "host:port"),
+        (format!("{MIN}[first_factor.radius]\nservers = [\"10.0.0.5:1812\"]\n"), "first_factor.radius.secret_file", "required"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"http://x\"]\nbind_dn = \"uid={{user}}\"\n"), "first_factor.ldap.urls[0]", "ldaps://"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldaps://x\"]\nstarttls = true\nbind_dn = \"uid={{user}}\"\n"), "first_factor.ldap.starttls", "already TLS"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\n"), "first_factor.ldap.bind_dn", "search_filter"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nbind_dn = \"uid=fixed\"\n"), "first_factor.ldap.bind_dn", "{user}"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nsearch_filter = \"(uid={{user}})\"\nsearch_base = \"dc=x\"\n"), "first_factor.ldap.service_dn", "required"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nbind_dn = \"uid={{user}}\"\nca_file = \"/nonexistent.pem\"\n"), "first_factor.ldap.ca_file", "not a readable file"),
+        (format!("{MIN}[radius]\n[[radius.reply]]\ngroup = \"\"\nattributes = {{ \"Class\" = \"x\" }}\n"), "radius.reply[0].group", "empty"),
     ] {
         let e = err_of(&text);
         assert!(e.starts_with("test.toml: key `"), "{e}");

@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod first_factor;
 mod harness;
 mod methods;
 mod metrics;
 mod oob;
+mod peers;
 mod protocol;
 mod push;
 mod radclient;

@@ -1,0 +1,207 @@
+//! The handler's path for a client with a first factor: password, then OTP.
+//!
+//! - `append` / `separator`: one Access-Request carries both; the password is checked first,
+//!   and only a right password lets the OTP reach SxS.
+//! - `challenge`: the Access-Request carries the password; when it is right, an
+//!   Access-Challenge asks for the OTP with a State signed as "first factor passed"; the
+//!   follow-up's `User-Password` is the OTP.
+//!
+//! A backend that cannot be asked is a Reject (failmode is about SxS only).
+
+use common::config::{FirstFactorKind, PasswordOtp};
+use common::{Mapping, Method, Secret, Verifier};
+
+use super::{split, Check};
+use crate::handler::{outcome, Outcome, Reply, SxsHandler};
+use crate::reply::Attributes;
+use crate::state::{Context, StateSigner};
+
+/// The State context of an OTP challenge issued after the password passed.
+pub const AFTER_PASSWORD: Context = Context {
+    method: Method::Otp,
+    first_factor: true,
+};
+
+fn reject(user: &str, decision: &'static str) -> Outcome {
+    outcome(Reply::Reject, user, decision)
+}
+
+impl<V: Verifier + 'static> SxsHandler<V> {
+    pub(crate) async fn handle_first_factor(
+        &self,
+        request: crate::handler::AccessRequest,
+        kind: FirstFactorKind,
+        mode: &PasswordOtp,
+    ) -> Outcome {
+        let login = request.user.as_deref().unwrap_or_default();
+        let (user, identity) = match self.mapper.map(login) {
+            Mapping::Invalid { .. } => return reject(login, "invalid-user-name"),
+            Mapping::NotInTokenMap { user } => (user, None),
+            Mapping::Known(identity) => (identity.user.clone(), Some(identity)),
+        };
+        let client = request.client.as_str();
+        let Some(value) = request.password else {
+            return reject(&user, "no-password");
+        };
+        if let Some(state) = &request.state {
+            if *mode != PasswordOtp::Challenge {
+                return reject(&user, "unexpected-state");
+            }
+            return self
+                .after_challenge(&user, identity, client, state, &value)
+                .await;
+        }
+        let Some((password, otp)) = split(mode, &value) else {
+            tracing::info!(
+                user,
+                client,
+                "User-Password is not in the configured password + OTP form"
+            );
+            return reject(&user, "bad-password-otp-form");
+        };
+        let (groups, upstream) = match self.factors.backends.check(kind, &user, &password).await {
+            Check::Pass { groups, attributes } => (groups, attributes),
+            Check::Fail { reason } => {
+                tracing::info!(
+                    user,
+                    client,
+                    first_factor = kind.as_str(),
+                    reason,
+                    "first factor refused"
+                );
+                return reject(&user, "first-factor-reject");
+            }
+            Check::Unavailable { cause } => {
+                tracing::warn!(
+                    user,
+                    client,
+                    first_factor = kind.as_str(),
+                    cause,
+                    "first factor unavailable: Reject (failmode applies to SxS only)"
+                );
+                return reject(&user, "first-factor-unavailable");
+            }
+        };
+        drop(password);
+        let exempt_by_group = groups.iter().any(|g| self.policy.exempt_groups.contains(g));
+        if exempt_by_group || self.is_exempt(&user).await {
+            return self.accept(&user, "exempt", &groups, upstream);
+        }
+        let Some(identity) = identity else {
+            let d = self.policy.decide_unenrolled();
+            return if d.allows() {
+                self.accept(&user, d.as_str(), &groups, upstream)
+            } else {
+                reject(&user, d.as_str())
+            };
+        };
+        match otp {
+            Some(otp) => {
+                let mut o = self.verify_otp(&identity, &otp, client).await;
+                if o.reply == Reply::Accept {
+                    o.attributes = self.attributes(&groups, upstream);
+                }
+                o
+            }
+            None => {
+                let o = self.challenge_for(AFTER_PASSWORD, &user, client);
+                if let Reply::Challenge { state, .. } = &o.reply {
+                    let now = self.clock.now_unix();
+                    let kept = StateSigner::nonce_of(state).is_some_and(|nonce| {
+                        self.factors.passed.insert(
+                            nonce,
+                            now.saturating_add(self.state_ttl.as_secs()),
+                            now,
+                            groups,
+                            upstream,
+                        )
+                    });
+                    if !kept {
+                        return reject(&user, "too-many-pending-challenges");
+                    }
+                }
+                o
+            }
+        }
+    }
+
+    /// The follow-up of a password-then-OTP challenge: `otp` is the User-Password.
+    async fn after_challenge(
+        &self,
+        user: &str,
+        identity: Option<common::Identity>,
+        client: &str,
+        state: &[u8],
+        otp: &Secret,
+    ) -> Outcome {
+        let Some(signer) = &self.signer else {
+            return reject(user, "no-state-key");
+        };
+        let now = self.clock.now_unix();
+        let redeemed = match self.used_states.lock() {
+            Ok(mut used) => {
+                signer.redeem(&mut used, state, user.as_bytes(), client.as_bytes(), now)
+            }
+            Err(_) => return reject(user, "state-cache-poisoned"),
+        };
+        match redeemed {
+            Ok(nonce) if nonce.context() == AFTER_PASSWORD => {}
+            Ok(nonce) => {
+                tracing::info!(user, client, context = ?nonce.context(),
+                    "challenge State was not issued after a passed first factor");
+                return reject(user, "bad-state");
+            }
+            Err(e) => {
+                tracing::info!(user, client, error = %e, "challenge State refused");
+                return reject(user, "bad-state");
+            }
+        }
+        let Some((groups, upstream)) =
+            StateSigner::nonce_of(state).and_then(|n| self.factors.passed.take(&n))
+        else {
+            tracing::warn!(user, client,
+                "challenge answered on an instance that did not issue it (or after a restart): the login starts again");
+            return reject(user, "challenge-unknown-here");
+        };
+        let Some(identity) = identity else {
+            return reject(user, "deny-unenrolled");
+        };
+        let mut o = self.verify_otp(&identity, otp, client).await;
+        if o.reply == Reply::Accept {
+            o.attributes = self.attributes(&groups, upstream);
+        }
+        o
+    }
+
+    fn attributes(&self, groups: &[String], mut upstream: Attributes) -> Attributes {
+        let mut a = self.factors.reply.for_groups(groups);
+        a.append(&mut upstream);
+        a
+    }
+
+    fn accept(
+        &self,
+        user: &str,
+        decision: &'static str,
+        groups: &[String],
+        upstream: Attributes,
+    ) -> Outcome {
+        Outcome {
+            attributes: self.attributes(groups, upstream),
+            ..outcome(Reply::Accept, user, decision)
+        }
+    }
+
+    /// SxS validateOtp, then policy (failmode, unenrolled codes).
+    async fn verify_otp(&self, identity: &common::Identity, otp: &Secret, client: &str) -> Outcome {
+        let start = std::time::Instant::now();
+        let verdict = self.verifier.verify(identity, otp).await;
+        self.decide(
+            client,
+            identity.user.clone(),
+            Method::Otp,
+            verdict,
+            start.elapsed(),
+        )
+    }
+}
