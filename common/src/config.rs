@@ -1227,7 +1227,7 @@ impl Validator<'_> {
             mode,
             challenge_prompt: raw
                 .challenge_prompt
-                .unwrap_or_else(|| "Enter your one-time password".to_string()),
+                .unwrap_or_else(|| "Enter your one-time password: ".to_string()),
             state_key,
             state_ttl: self.duration("radius.state_ttl", raw.state_ttl.as_deref(), "120s")?,
             dedup_ttl: self.duration("radius.dedup_ttl", raw.dedup_ttl.as_deref(), "30s")?,

@@ -186,7 +186,7 @@ mod tests {
         assert!(largest_reply_attributes(&challenge) > largest_reply_attributes(&otp));
         assert_eq!(
             largest_reply_attributes(&challenge),
-            2 + "Enter your one-time password".len() + 2 + STATE_LEN
+            2 + "Enter your one-time password: ".len() + 2 + STATE_LEN
         );
     }
 

@@ -706,7 +706,7 @@ mod tests {
             let Reply::Challenge { state, message } = o.reply else {
                 panic!("{user}: {o:?}")
             };
-            assert_eq!(message, "Enter your one-time password");
+            assert_eq!(message, "Enter your one-time password: ");
             assert_eq!(state.len(), crate::state::STATE_LEN);
             states.push(state);
         }
@@ -731,7 +731,7 @@ mod tests {
         let Reply::Challenge { state, message } = o.reply else {
             panic!("{o:?}")
         };
-        assert_eq!(message, "Enter your one-time password");
+        assert_eq!(message, "Enter your one-time password: ");
         assert_eq!(
             h.verifier.calls.load(std::sync::atomic::Ordering::SeqCst),
             0

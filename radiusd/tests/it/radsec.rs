@@ -295,7 +295,7 @@ fn radclient_through_radsecproxy_accept_reject_challenge_and_status_server() {
     let state = challenge.attr("State").expect("State in the challenge");
     assert_eq!(
         challenge.attr("Reply-Message").as_deref(),
-        Some("Enter your one-time password")
+        Some("Enter your one-time password: ")
     );
     // Accept: the follow-up with the State and the OTP.
     let otp = sim.otp("alice");
