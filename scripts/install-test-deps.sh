@@ -20,6 +20,8 @@ packages=(
   # first factors (radiusd/tests/it/first_factor.rs): a real directory and a real RADIUS
   # server, configured by the tests in temporary directories; freeradius-common's dictionary
   slapd freeradius freeradius-common
+  # the recipes of docs/radiusd.md, run as written (radiusd/tests/it/recipes.rs)
+  libpam-radius-auth
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # End-to-end test of this example: a real OpenVPN server with the openvpn-auth-radius plugin
 # (configured from radiusplugin.cnf and server.conf.snippet in this folder) asks a real
-# sxs-radiusd (its client entry from sxs.toml.snippet), which asks sxs-sim. Real OpenVPN
-# clients, with user name alice and an OTP:
+# sxs-radiusd (its client entry from sxs.toml.snippet), which checks the password with a real
+# slapd (LDAPS, a test CA) and then the OTP with sxs-sim. Real OpenVPN clients, with user name
+# alice and her directory password followed by an OTP:
 #   0. with require_message_authenticator = true (the default): the plugin's requests are
 #      dropped for lack of a Message-Authenticator, AUTH_FAILED, SxS never asked
-#   1. the current OTP: "Initialization Sequence Completed", ping through the tunnel, a TLS
-#      renegotiation that keeps the tunnel up without a second OTP (auth-gen-token)
-#   2. a wrong OTP: AUTH_FAILED
+#   1. password + current OTP: "Initialization Sequence Completed", ping through the tunnel, a
+#      TLS renegotiation that keeps the tunnel up without a second OTP (auth-gen-token)
+#   2. password + wrong OTP: AUTH_FAILED
+#   3. wrong password + current OTP: AUTH_FAILED, and SxS never asked
 # and sxs-sim's counters show 2 validations, 1 accept, 1 reject.
 #
 # Two throw-away network namespaces stand for the two hosts, joined by a veth pair:
-#   server ns: sxs-sim, sxs-radiusd on 127.0.0.1:1812 and :1813 (radius.accounting = true),
+#   server ns: sxs-sim, slapd on ldaps://127.0.0.1:6636,
+#              sxs-radiusd on 127.0.0.1:1812 and :1813 (radius.accounting = true),
 #              the OpenVPN server on UDP 10.199.0.1:1194 (tunnel 10.199.8.0/24, server .1)
 #   client ns: the OpenVPN clients (10.199.0.2)
 # These addresses exist only inside the two namespaces, which are deleted on exit.
@@ -46,6 +49,9 @@ TUN_SERVER=10.199.8.1
 VPN_PORT=1194
 RADIUS_PORT=1812
 ACCT_PORT=1813
+LDAPS_PORT=6636
+LDAP_BASE="dc=example,dc=com" # as in sxs.toml.snippet
+ALICE_PW="alice-directory-pw"
 
 log() { printf '[openvpn-test] %s\n' "$*"; }
 fail() {
@@ -58,8 +64,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # --- packages --------------------------------------------------------------------------------
-PKGS=(openvpn openvpn-auth-radius openssl curl iproute2 iputils-ping)
+PKGS=(openvpn openvpn-auth-radius openssl curl iproute2 iputils-ping slapd)
 missing=()
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v openvpn >/dev/null || missing+=(openvpn)
 [ -f /usr/lib/openvpn/radiusplugin.so ] || missing+=(openvpn-auth-radius)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -113,8 +120,8 @@ cleanup() {
   ip netns del "$NS_C" 2>/dev/null # takes its tun and its end of the veth pair with it
   ip netns del "$NS_S" 2>/dev/null
   if [ "$rc" != 0 ]; then
-    for f in sim.err radiusd-strict.err radiusd.err server.log \
-      client-strict.log client-ok.log client-bad.log; do
+    for f in sim.err slapd.err radiusd-strict.err radiusd.err server.log \
+      client-strict.log client-ok.log client-bad.log client-badpw.log; do
       [ -s "$TMP/$f" ] || continue
       printf '\n----- %s (last 30 lines) -----\n' "$f" >&2
       tail -n 30 "$TMP/$f" >&2
@@ -172,17 +179,84 @@ mkdir -p "$PKI"
   ec ca.key
   openssl req -x509 -new -key ca.key -subj "/CN=sxs-openvpn-test CA" -days 2 -out ca.crt \
     -addext basicConstraints=critical,CA:true -addext keyUsage=critical,keyCertSign,cRLSign
-  for who in server client; do
+  for who in server client ldap; do
     ec "$who.key"
     openssl req -new -key "$who.key" -subj "/CN=$who" -out "$who.csr"
-    if [ "$who" = server ]; then eku=serverAuth; else eku=clientAuth; fi
+    if [ "$who" = client ]; then eku=clientAuth; else eku=serverAuth; fi
     printf 'basicConstraints=CA:false\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\n' \
       "$eku" >"$who.ext"
+    if [ "$who" = ldap ]; then printf 'subjectAltName=IP:127.0.0.1\n' >>"$who.ext"; fi
     openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
       -extfile "$who.ext" -out "$who.crt" 2>/dev/null
   done
 ) || fail "openssl could not make the test certificates"
-log "certificates: throw-away CA, server and client certificates (openssl, EC P-256)"
+log "certificates: throw-away CA, server, client and LDAP certificates (openssl, EC P-256)"
+
+# --- slapd: the directory with alice's password ------------------------------------------------
+mkdir -p "$TMP/slapd.d" "$TMP/ldapdb"
+cat >"$TMP/slapd-config.ldif" <<LDIF
+dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: $TMP/slapd.pid
+olcTLSCACertificateFile: $PKI/ca.crt
+olcTLSCertificateFile: $PKI/ldap.crt
+olcTLSCertificateKeyFile: $PKI/ldap.key
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+include: file:///etc/ldap/schema/cosine.ldif
+
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+dn: olcDatabase={-1}frontend,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcFrontendConfig
+olcDatabase: {-1}frontend
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcSuffix: $LDAP_BASE
+olcDbDirectory: $TMP/ldapdb
+olcDbMaxSize: 10485760
+olcAccess: {0}to attrs=userPassword by anonymous auth by self read by * none
+olcAccess: {1}to * by users read by * none
+LDIF
+cat >"$TMP/slapd-data.ldif" <<LDIF
+dn: $LDAP_BASE
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Example
+
+dn: ou=people,$LDAP_BASE
+objectClass: organizationalUnit
+ou: people
+
+dn: uid=alice,ou=people,$LDAP_BASE
+objectClass: inetOrgPerson
+uid: alice
+cn: Alice
+sn: Alice
+userPassword: $ALICE_PW
+LDIF
+slapadd -q -n 0 -F "$TMP/slapd.d" -l "$TMP/slapd-config.ldif" || fail "slapadd (config) failed"
+slapadd -q -n 1 -F "$TMP/slapd.d" -l "$TMP/slapd-data.ldif" || fail "slapadd (data) failed"
+bg_in "$NS_S" "$TMP/slapd.out" "$TMP/slapd.err" /usr/sbin/slapd -d 256 -F "$TMP/slapd.d" -h "ldaps://127.0.0.1:$LDAPS_PORT/"
+wait_for "$TMP/slapd.err" 'slapd starting' "$START_TIMEOUT" "$BGPID" || fail "slapd did not start"
+log "slapd: ldaps://127.0.0.1:$LDAPS_PORT (uid=alice,ou=people,$LDAP_BASE)"
 
 # --- sxs-sim ---------------------------------------------------------------------------------
 cat >"$TMP/seed.toml" <<'EOF'
@@ -214,8 +288,10 @@ make_config() {
       printf '[sxs]\nservers = ["%s"]\norganization_id = "1"\n\n' "$SIM"
       # As sxs.toml.snippet says: loopback only, accounting answered on the accounting port.
       printf '[radius]\nlisten = ["127.0.0.1:%s", "127.0.0.1:%s"]\naccounting = true\nmode = "otp"\nreject_delay = "0s"\n\n' "$RADIUS_PORT" "$ACCT_PORT"
-      # The example's client entry, with this test's secret file.
-      sed -e "s|^secret_file = .*|secret_file = \"$TMP/openvpn.secret\"|" "$HERE/sxs.toml.snippet"
+      # The example's client entry and directory, with this test's secret file, slapd and CA.
+      sed -e "s|^secret_file = .*|secret_file = \"$TMP/openvpn.secret\"|" \
+        -e "s|^urls = .*|urls = [\"ldaps://127.0.0.1:$LDAPS_PORT\"]|" \
+        -e "s|^ca_file = .*|ca_file = \"$PKI/ca.crt\"|" "$HERE/sxs.toml.snippet"
     } >"$file"
     if [ -n "$strict" ]; then
       sed -i 's/^require_message_authenticator = .*/require_message_authenticator = true/' "$file"
@@ -280,8 +356,8 @@ log "openvpn server: udp $UNDERLAY_S:$VPN_PORT, tun $TUN_SERVER/24, radiusplugin
 # start_client NAME PASSWORD: an OpenVPN client in the client namespace, user alice; its log is
 # $TMP/NAME.log; sets CLIENT_PID.
 start_client() {
-  local name=$1 otp=$2
-  (umask 077 && printf 'alice\n%s\n' "$otp" >"$TMP/$name.pass")
+  local name=$1 password=$2
+  (umask 077 && printf 'alice\n%s\n' "$password" >"$TMP/$name.pass")
   cat >"$TMP/$name.conf" <<EOF
 client
 dev tun
@@ -316,8 +392,8 @@ OTP=$(sim "$SIM/sim/otp/alice") || fail "could not read alice's OTP from sxs-sim
 
 # 0. The default require_message_authenticator = true: the plugin's requests are dropped.
 start_radiusd "$TMP/sxs-strict.toml" radiusd-strict
-log "client 0: alice + current OTP, sxs-radiusd with require_message_authenticator = true"
-start_client client-strict "$OTP"
+log "client 0: alice + password + current OTP, sxs-radiusd with require_message_authenticator = true"
+start_client client-strict "$ALICE_PW$OTP"
 expect_auth_failed client-strict
 grep -q 'it has no Message-Authenticator' "$TMP/radiusd-strict.err" ||
   fail "client 0 failed, but sxs-radiusd did not drop it for a missing Message-Authenticator; if radiusplugin now sends one, set require_message_authenticator = true in sxs.toml.snippet"
@@ -328,9 +404,9 @@ stop "$RADIUSD_PID"
 
 # 1. The example's configuration and the current OTP: the tunnel comes up.
 start_radiusd "$TMP/sxs.toml" radiusd
-log "client 1: alice + current OTP, the example's configuration"
+log "client 1: alice + password + current OTP, the example's configuration"
 T0=$(date +%s%N)
-start_client client-ok "$OTP"
+start_client client-ok "$ALICE_PW$OTP"
 OK_PID=$CLIENT_PID
 wait_for "$TMP/client-ok.log" 'Initialization Sequence Completed|AUTH_FAILED' "$CONNECT_TIMEOUT" "$OK_PID" || true
 grep -q 'Initialization Sequence Completed' "$TMP/client-ok.log" ||
@@ -365,11 +441,20 @@ wait_for "$TMP/radiusd.err" 'accounting answered.* user="alice" status="Stop"' 1
 sim -X POST -d '{"advance_secs":30}' "$SIM/sim/time" >/dev/null || fail "could not move sxs-sim's clock"
 GOOD=$(sim "$SIM/sim/otp/alice") || fail "could not read alice's OTP from sxs-sim"
 BAD=${GOOD:0:5}$(((${GOOD:5:1} + 1) % 10))
-log "client 2: alice + wrong OTP"
-start_client client-bad "$BAD"
+log "client 2: alice + password + wrong OTP"
+start_client client-bad "$ALICE_PW$BAD"
 expect_auth_failed client-bad
-grep -q 'reply="reject"' "$TMP/radiusd.err" || fail "sxs-radiusd logged no reject"
+grep -q 'reply="reject" decision="deny"' "$TMP/radiusd.err" || fail "sxs-radiusd logged no reject by SxS"
 log "client 2: $(grep -m1 -o 'AUTH: Received control message: AUTH_FAILED.*' "$TMP/client-bad.log" || echo AUTH_FAILED)"
+
+# 3. A wrong password with the current OTP: AUTH_FAILED, and SxS is not asked.
+sim -X POST -d '{"advance_secs":30}' "$SIM/sim/time" >/dev/null || fail "could not move sxs-sim's clock"
+GOOD=$(sim "$SIM/sim/otp/alice") || fail "could not read alice's OTP from sxs-sim"
+log "client 3: alice + wrong password + current OTP"
+start_client client-badpw "not-her-password$GOOD"
+expect_auth_failed client-badpw
+grep -q 'decision="first-factor-reject"' "$TMP/radiusd.err" || fail "sxs-radiusd did not refuse the password"
+log "client 3: AUTH_FAILED; sxs-radiusd: $(grep -m1 -o 'first factor refused.*' "$TMP/radiusd.err")"
 
 # --- what SxS and sxs-radiusd saw ---------------------------------------------------------------
 STATS=$(sim "$SIM/sim/stats") || fail "could not read sxs-sim's stats"
@@ -383,5 +468,5 @@ log "sxs-radiusd decisions:"
 grep 'radius decision' "$TMP/radiusd.err" | sed -e 's/^[^ ]* *//' -e 's/^/    /'
 log "accounting: $(grep -c 'accounting answered' "$TMP/radiusd.err") requests answered by sxs-radiusd ($(grep -o 'status="[A-Za-z-]*"' "$TMP/radiusd.err" | tr '\n' ' '))"
 
-log "PASS: OpenVPN + openvpn-auth-radius + sxs-radiusd + sxs-sim"
-echo "3 passed, 0 failed"
+log "PASS: OpenVPN + openvpn-auth-radius + sxs-radiusd (LDAP password, then OTP) + slapd + sxs-sim"
+echo "4 passed, 0 failed"

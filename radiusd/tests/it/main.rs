@@ -13,3 +13,4 @@ mod protocol;
 mod push;
 mod radclient;
 mod radsec;
+mod recipes;

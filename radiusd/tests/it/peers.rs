@@ -260,9 +260,20 @@ impl FreeRadius {
         Self::start_with(users, "", "")
     }
 
-    /// `extra_conf` goes at the top level (home_server blocks…), `post_auth` into the default
-    /// server's post-auth section.
+    /// `extra_conf` goes at the top level, `post_auth` into the default server's post-auth
+    /// section.
     pub fn start_with(users: &str, extra_conf: &str, post_auth: &str) -> FreeRadius {
+        Self::start_full(users, extra_conf, "files\n    pap", post_auth)
+    }
+
+    /// Everything chosen: top-level configuration (home_server blocks…), the default server's
+    /// authorize and post-auth sections.
+    pub fn start_full(
+        users: &str,
+        extra_conf: &str,
+        authorize: &str,
+        post_auth: &str,
+    ) -> FreeRadius {
         need("/usr/sbin/freeradius", "freeradius");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -330,8 +341,7 @@ server default {{
     port = {port}
   }}
   authorize {{
-    files
-    pap
+    {authorize}
   }}
   authenticate {{
     Auth-Type PAP {{
