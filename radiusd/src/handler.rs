@@ -820,6 +820,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sms_and_mac_work_in_challenge_mode_too() {
+        let (h, _) = handler("challenge", "", false);
+        let m = ["otp", "sms", "mac"];
+        let o = h
+            .handle(with_methods(req("alice", Some("sms"), None), &m))
+            .await;
+        let (state, message) = challenge_of(&o);
+        assert!(message.contains("+38599*****67"), "{message}");
+        let o = h
+            .handle(with_methods(req("alice", Some("654321"), Some(state)), &m))
+            .await;
+        assert_eq!((o.reply, o.method), (Reply::Accept, Method::Sms));
+        let o = h
+            .handle(with_methods(req("alice", Some("mac"), None), &m))
+            .await;
+        let (state, message) = challenge_of(&o);
+        let input: String = message.chars().filter(|c| c.is_ascii_digit()).collect();
+        let o = h
+            .handle(with_methods(
+                req("alice", Some(&mac_of(&input)), Some(state)),
+                &m,
+            ))
+            .await;
+        assert_eq!((o.reply, o.method), (Reply::Accept, Method::Mac));
+        // Anything else is the OTP challenge, as before.
+        let o = h
+            .handle(with_methods(req("alice", Some("secret"), None), &m))
+            .await;
+        let (state, message) = challenge_of(&o);
+        assert_eq!(message, h.challenge_prompt);
+        let o = h
+            .handle(with_methods(req("alice", Some("123456"), Some(state)), &m))
+            .await;
+        assert_eq!((o.reply, o.method), (Reply::Accept, Method::Otp));
+    }
+
+    #[tokio::test]
     async fn sms_not_allowed_and_sxs_down_follow_policy() {
         let (h, _) = handler("otp", "", false);
         // A client without sms: the trigger word is just a wrong password.
