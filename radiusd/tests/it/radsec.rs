@@ -668,3 +668,45 @@ fn radclient_opts_long(target: &str, user: &str, otp: &str) -> Reply {
         &["-t", "20", "-r", "1"],
     )
 }
+
+#[test]
+fn check_config_reads_the_tls_files_and_says_what_is_wrong() {
+    let sim = Sim::start();
+    let pki = Pki::new();
+    let text = format!(
+        "{}\n[metrics]\nlisten = \"127.0.0.1:9812\"\n{}",
+        config_text(&sim.url(), "", Some("")),
+        pki.tls_section("")
+    );
+    let path = write_file(pki.dir.path(), "sxs.toml", &text);
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_sxs-radiusd"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, out) = check();
+    assert!(ok, "{out}");
+    assert!(out.contains("radius.tls: listen 127.0.0.1:0"), "{out}");
+    assert!(out.contains("client certificates required"), "{out}");
+    assert!(
+        out.contains("tls client nas1: 127.0.0.1/32 certificate nas1.example.org"),
+        "{out}"
+    );
+    assert!(
+        out.contains("metrics: http://127.0.0.1:9812/metrics"),
+        "{out}"
+    );
+    // A CA file that holds no certificate: named, and the check fails.
+    write_file(pki.dir.path(), "clients-ca.pem", "nothing here\n");
+    let (ok, out) = check();
+    assert!(!ok, "{out}");
+    assert!(out.contains("radius.tls.ca_file"), "{out}");
+    assert!(out.contains("clients-ca.pem"), "{out}");
+}
