@@ -406,6 +406,11 @@ impl<H: Handler> Server<H> {
         }
     }
 
+    /// A packet read from a TLS stream (UDP counts its datagrams in the receive loop).
+    pub(crate) fn count_received(&self) {
+        Stats::bump(&self.stats.received);
+    }
+
     /// A packet from an address (or certificate) that is no configured client.
     pub(crate) fn drop_unknown_client(&self, peer: SocketAddr) {
         Stats::bump(&self.stats.unknown_client);

@@ -404,6 +404,7 @@ impl<H: Handler> Server<H> {
                 Ok(Err(_)) => return "closed by the peer",
                 Err(_) => return "packet too slow (radius.tls.read_timeout)",
             }
+            self.count_received();
             // The configuration of now: a reload that removes the client ends the connection.
             let rt = self.runtime();
             let Some(client) = rt.tls.as_ref().and_then(|t| t.find(peer.ip(), &names)) else {
