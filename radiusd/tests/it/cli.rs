@@ -226,3 +226,41 @@ fn limit_proxy_state_drops_proxy_state_without_message_authenticator() {
         reply.output
     );
 }
+
+/// `--check-config` resolves `[[radius.reply]]` against the dictionary (a typo is an error
+/// naming the key) and advises on Message-Authenticator for peers that send none.
+#[test]
+fn check_config_resolves_reply_attributes_and_advises_on_message_authenticator() {
+    let sim = Sim::start();
+    let rules = |name: &str| {
+        format!("[[radius.reply]]\ngroup = \"vpn-admins\"\nattributes = {{ \"{name}\" = 3600, \"Cisco-AVPair\" = \"ip:addr-pool=admins\" }}\n")
+    };
+    let (code, out) = check_config(&config_text(&sim.url(), &rules("Session-Timeout"), None));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("reply attributes: 1 group rule(s)"), "{out}");
+    assert!(
+        out.contains(
+            "pam_radius_auth 2.0 (Debian 12), radsecproxy and openvpn-auth-radius send none"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("Message-Authenticator = 0x00"), "{out}");
+    let (code, out) = check_config(&config_text(&sim.url(), &rules("Sesion-Timeout"), None));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`radius.reply[0].attributes.Sesion-Timeout`")
+            && out.contains("unknown attribute"),
+        "{out}"
+    );
+    let (code, out) = check_config(&config_text(
+        &sim.url(),
+        "[[radius.reply]]\ngroup = \"g\"\nattributes = { \"Framed-IP-Address\" = \"10.0.0.300\" }\n",
+        None,
+    ));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("`radius.reply[0].attributes.Framed-IP-Address`")
+            && out.contains("not an IPv4 address"),
+        "{out}"
+    );
+}

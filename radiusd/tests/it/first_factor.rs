@@ -451,3 +451,29 @@ fn upstream_without_message_authenticator_is_refused_unless_allowed() {
     assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
     assert_eq!(reply.attr("Filter-Id").as_deref(), Some("from-upstream"));
 }
+
+/// `first_factor = "none"`: the groups for reply attributes are the system's (NSS), as for
+/// exemptions. root is in group root on every Linux system; the other user is not a local one.
+#[test]
+fn reply_attributes_from_system_groups_without_a_first_factor() {
+    let sim = Sim::start_users(&["root", "sxs-not-a-local-user"]);
+    let r = Radiusd::start(
+        &config_text(
+            &sim.url(),
+            "[[radius.reply]]\ngroup = \"root\"\nattributes = { \"Filter-Id\" = \"root-acl\" }\n",
+            None,
+        ),
+        "127.0.0.1:0",
+    );
+    let reply = send(&r, "root", &sim.otp("root"), None);
+    assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+    assert_eq!(reply.attr("Filter-Id").as_deref(), Some("root-acl"));
+    let reply = send(
+        &r,
+        "sxs-not-a-local-user",
+        &sim.otp("sxs-not-a-local-user"),
+        None,
+    );
+    assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+    assert!(reply.attr("Filter-Id").is_none(), "{}", reply.output);
+}

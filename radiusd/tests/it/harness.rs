@@ -21,6 +21,11 @@ pub struct Sim {
 
 impl Sim {
     pub fn start() -> Sim {
+        Self::start_users(&["alice", "bob", "carol", "dave"])
+    }
+
+    /// A simulator knowing `users`, each with a token.
+    pub fn start_users(users: &[&str]) -> Sim {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -31,7 +36,7 @@ impl Sim {
             sim::start(
                 l,
                 SimOptions {
-                    seed: ["alice", "bob", "carol", "dave"]
+                    seed: users
                         .iter()
                         .enumerate()
                         .map(|(i, id)| SeedUser {
