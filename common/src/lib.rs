@@ -14,6 +14,7 @@ pub mod error;
 pub mod identity;
 pub mod method;
 pub mod observe;
+pub mod pamsock;
 pub mod policy;
 pub mod secret;
 #[cfg(feature = "sim")]

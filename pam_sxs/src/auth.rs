@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::{FailMode, LoadOptions};
 use common::method::group_digits;
+use common::pamsock::{self, Outcome};
 use common::secret::otp_is_well_formed;
 use common::{codes, Config, Decision, Identity, IdentityMapper, Mapping, Secret, SxsClient};
 use common::{Method, Methods, Verdict};
@@ -168,6 +169,33 @@ fn local_reject(code: &str, message: &str) -> Verdict {
     }
 }
 
+/// What the user reads while a push waits on the phone (PAM_TEXT_INFO).
+pub const PUSH_MESSAGE: &str = "Approve the sign-in on your phone.";
+/// What the user reads when a push or an out-of-band login did not succeed and a typed OTP is
+/// allowed.
+pub const PUSH_FALLBACK_MESSAGE: &str =
+    "The sign-in was not approved with the app; enter a one-time password instead.";
+
+/// What the user reads for an out-of-band login: the challenge as digits and as a QR code.
+pub fn oob_message(challenge: &str) -> String {
+    use qrcode::render::unicode::Dense1x2;
+    let digits = group_digits(challenge);
+    let qr = qrcode::QrCode::new(challenge.as_bytes())
+        .map(|q| {
+            q.render::<Dense1x2>()
+                .dark_color(Dense1x2::Light)
+                .light_color(Dense1x2::Dark)
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default();
+    format!("Sign in with your authenticator app: scan the code or enter {digits}.\n{qr}")
+}
+/// Local codes of push refusals decided by the phone or the daemon, not by SxS.
+pub const LOCAL_PUSH_DENIED: &str = "local:push-denied";
+pub const LOCAL_PUSH_TIMEOUT: &str = "local:push-timeout";
+pub const LOCAL_DAEMON_UNAVAILABLE: &str = "local:daemon-unavailable";
+
 /// Code of a refusal because the SMS limit's state directory cannot be used (fail closed).
 pub const LOCAL_SMS_LIMIT_STATE: &str = "local:sms-limit-state";
 
@@ -321,6 +349,21 @@ pub fn authenticate<P: Pam, B: Backend>(
         None if args.forward_pass => args.prompt_text(None).to_string(),
         None => default_prompt(&methods),
     };
+    // Once the daemon was asked, typing push or oob does nothing more: not offered again.
+    let fallback_prompt = match args.prompt.as_deref().or(cfg.pam.prompt_for(&ctx.service)) {
+        Some(p) => p.to_string(),
+        None if args.forward_pass => args.prompt_text(None).to_string(),
+        None => {
+            let typed: Vec<&str> = methods
+                .iter()
+                .filter(|m| !matches!(m, Method::Push | Method::Oob))
+                .map(Method::as_str)
+                .collect();
+            Methods::parse(&typed)
+                .map(|m| default_prompt(&m))
+                .unwrap_or_else(|_| crate::args::DEFAULT_PROMPT.to_string())
+        }
+    };
     let failmode = cfg.pam.failmode_for(&ctx.service, cfg.policy.failmode);
     let binding = Binding {
         user: ctx.user.clone(),
@@ -347,8 +390,11 @@ pub fn authenticate<P: Pam, B: Backend>(
         limiter: sms::limiter(&cfg),
         methods,
         prompt,
+        fallback_prompt,
         binding,
         sms_pending: false,
+        push: cfg.push.clone(),
+        daemon_asked: false,
         answered: Instant::now(),
     };
 
@@ -451,14 +497,23 @@ fn effective_methods<P: Pam>(pam: &mut P, args: &Args, cfg: &Config, service: &s
 
 /// The default first prompt for `methods` (when `otp` comes first).
 pub fn default_prompt(methods: &Methods) -> String {
-    match (methods.allows(Method::Sms), methods.allows(Method::Mac)) {
-        (false, false) => crate::args::DEFAULT_PROMPT.to_string(),
-        (true, false) => "OTP (or press Enter for a code by SMS): ".into(),
-        (false, true) => "OTP (or type mac to sign with the app): ".into(),
-        (true, true) => {
-            "OTP (or press Enter for a code by SMS, or type mac to sign with the app): ".into()
-        }
+    let mut others = Vec::new();
+    if methods.allows(Method::Sms) {
+        others.push("press Enter for a code by SMS");
     }
+    if methods.allows(Method::Mac) {
+        others.push("type mac to sign with the app");
+    }
+    if methods.allows(Method::Push) {
+        others.push("type push to approve on your phone");
+    }
+    if methods.allows(Method::Oob) {
+        others.push("type oob to sign in with the app");
+    }
+    if others.is_empty() {
+        return crate::args::DEFAULT_PROMPT.to_string();
+    }
+    format!("OTP (or {}): ", others.join(", or "))
 }
 
 /// One authentication's settings, and the state carried from one attempt to the next.
@@ -470,9 +525,16 @@ struct Run<'a, B: Backend> {
     limiter: sms::Limiter,
     methods: Methods,
     prompt: String,
+    /// The prompt once push or oob was tried.
+    fallback_prompt: String,
     binding: Binding,
     /// An SMS code was sent: further attempts ask for it again (no new SMS).
     sms_pending: bool,
+    /// Where and how long a push waits (`[push]`).
+    push: common::config::PushSettings,
+    /// The daemon was asked (push or oob) in this authentication; with `otp` allowed, it is not
+    /// asked again.
+    daemon_asked: bool,
     /// When the user last answered (the latency and the deny floor count from here).
     answered: Instant,
 }
@@ -488,9 +550,25 @@ impl<B: Backend> Run<'_, B> {
         match self.methods.first() {
             Method::Sms => return self.sms(pam, target),
             Method::Mac => return self.mac(pam, target),
+            // Once per authentication when a typed OTP is the fallback, else every attempt.
+            m @ (Method::Push | Method::Oob)
+                if !self.daemon_asked || !self.methods.allows(Method::Otp) =>
+            {
+                return self.daemon(pam, target, attempt, m)
+            }
             _ => {}
         }
-        let typed = obtain(pam, self.args, attempt, &self.prompt)?;
+        self.typed(pam, target, attempt)
+    }
+
+    /// The prompt for a typed answer: an OTP, or a word that asks for another method.
+    fn typed<P: Pam>(&mut self, pam: &mut P, target: &Target, attempt: u32) -> PamResult<Tried> {
+        let prompt = if self.daemon_asked {
+            &self.fallback_prompt
+        } else {
+            &self.prompt
+        };
+        let typed = obtain(pam, self.args, attempt, prompt)?;
         self.answered = Instant::now();
         let answer = typed.expose();
         if self.methods.allows(Method::Sms)
@@ -500,6 +578,14 @@ impl<B: Backend> Run<'_, B> {
         }
         if self.methods.allows(Method::Mac) && answer.eq_ignore_ascii_case(b"mac") {
             return self.mac(pam, target);
+        }
+        for m in [Method::Push, Method::Oob] {
+            if self.methods.allows(m)
+                && !self.daemon_asked
+                && answer.eq_ignore_ascii_case(m.as_str().as_bytes())
+            {
+                return self.daemon(pam, target, attempt, m);
+            }
         }
         let otp = if self.args.forward_pass {
             let split = split_forward(&typed, self.args.otp_digits);
@@ -529,6 +615,122 @@ impl<B: Backend> Run<'_, B> {
             _ => not_checked(target),
         };
         Ok(Tried::new(Method::Otp, verdict))
+    }
+
+    /// Push and out-of-band logins, run by the daemon through its PAM socket. Push: an
+    /// approval goes to the user's phone; out-of-band: a challenge is shown (digits and a QR
+    /// code) that the user's authenticator app answers at the daemon's DP4Mobile endpoint. The
+    /// daemon answers once it is approved (and the OTP or response validated), denied, or timed
+    /// out. Denied, timed out, refused or no daemon: the OTP prompt when `otp` is allowed too,
+    /// else a refusal. Only "SxS unreachable" reported by the daemon is failmode's to decide.
+    fn daemon<P: Pam>(
+        &mut self,
+        pam: &mut P,
+        target: &Target,
+        attempt: u32,
+        method: Method,
+    ) -> PamResult<Tried> {
+        self.daemon_asked = true;
+        let Target::Known(_) = target else {
+            return Ok(Tried::new(method, not_checked(target)));
+        };
+        let op = if method == Method::Oob {
+            pamsock::Op::Oob
+        } else {
+            pamsock::Op::Push
+        };
+        let request = pamsock::Request {
+            op,
+            user: self.binding.user.clone(),
+            service: self.binding.service.clone(),
+            rhost: self.binding.rhost.clone(),
+        };
+        let deadline = pamsock::client_deadline(self.push.timeout);
+        let silent = self.flags.silent;
+        let mut shown = String::new();
+        let asked = pamsock::ask(&self.push.socket, &request, deadline, |event| {
+            let text = match event {
+                pamsock::Event::Started => PUSH_MESSAGE.to_string(),
+                pamsock::Event::Challenge { challenge } => {
+                    shown = challenge.clone();
+                    oob_message(challenge)
+                }
+                pamsock::Event::Done(_) => return,
+            };
+            if !silent {
+                // The user not seeing it does not change the answer.
+                let _ = pam.message(Style::Info, &text);
+            }
+        });
+        self.answered = Instant::now();
+        let (verdict, fallback) = match asked {
+            Ok(done) => {
+                let code = done.code.unwrap_or_default();
+                let message = done.message.unwrap_or_default();
+                match done.result {
+                    Outcome::Accept => (
+                        Verdict::Accept {
+                            token_sn: String::new(),
+                            user_id: self.binding.user.clone(),
+                        },
+                        None,
+                    ),
+                    Outcome::Reject => (Verdict::Reject { code, message }, None),
+                    Outcome::Unavailable => (Verdict::Unavailable { cause: message }, None),
+                    Outcome::Denied => (local_reject(LOCAL_PUSH_DENIED, "denied"), Some("denied")),
+                    Outcome::Timeout => (
+                        local_reject(LOCAL_PUSH_TIMEOUT, "no answer"),
+                        Some("timeout"),
+                    ),
+                    Outcome::Refused => (local_reject(&code, &message), Some("refused")),
+                    Outcome::Error => {
+                        pam.log(
+                            Level::Err,
+                            &format!(
+                                "push: the daemon refused the request: {} ({})",
+                                logging::sanitize(&message),
+                                field(&code)
+                            ),
+                        );
+                        (local_reject(&code, "daemon error"), Some("daemon-error"))
+                    }
+                }
+            }
+            Err(e) => {
+                pam.log(
+                    Level::Err,
+                    &format!(
+                        "push: no answer from the daemon at {}: {}",
+                        self.push.socket.display(),
+                        logging::sanitize(&e.to_string())
+                    ),
+                );
+                (
+                    local_reject(LOCAL_DAEMON_UNAVAILABLE, "no daemon"),
+                    Some("no-daemon"),
+                )
+            }
+        };
+        if let Some(why) = fallback {
+            if self.methods.allows(Method::Otp) {
+                if !self.flags.silent {
+                    pam.message(Style::Info, PUSH_FALLBACK_MESSAGE)?;
+                }
+                let mut tried = self.typed(pam, target, attempt)?;
+                tried.note.push_str(&format!(" {method}={why}"));
+                return Ok(tried);
+            }
+        }
+        let mut tried = Tried::new(method, verdict);
+        if let Some(why) = fallback {
+            tried.note = format!(" {method}={why}");
+        }
+        if !shown.is_empty() {
+            tried
+                .note
+                .push_str(&format!(" challenge={}", field(&shown)));
+        }
+        Ok(tried)
     }
 
     /// Runs one SxS call on the session.

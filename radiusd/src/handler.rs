@@ -332,48 +332,30 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         let Some(p) = &self.push else {
             return outcome(Reply::Reject, user, "push-not-configured").with_method(Method::Push);
         };
-        let id = crate::approval::new_id();
-        let now = self.clock.now_unix();
-        let pending = crate::approval::Pending {
-            id: id.clone(),
-            method: Method::Push,
-            identity: identity.clone(),
-            origin: client.to_string(),
-            expires_at: now.saturating_add(p.timeout.as_secs().max(1)),
-        };
-        let waiter = match p.store.create(pending, now).await {
-            Ok(w) => w,
-            Err(e) => {
+        let (ended, latency) = crate::push::run(
+            p,
+            self.verifier.as_ref(),
+            identity,
+            client,
+            self.clock.now_unix(),
+        )
+        .await;
+        let decided =
+            |verdict| self.decide(client, user.to_string(), Method::Push, verdict, latency);
+        match ended {
+            crate::push::Ended::Refused(e) => {
                 tracing::warn!(user, client, error = %e, "push refused");
-                return outcome(Reply::Reject, user, "push-refused").with_method(Method::Push);
+                outcome(Reply::Reject, user, "push-refused").with_method(Method::Push)
             }
-        };
-        let input = format!("{:08}", rand::random::<u32>() % 100_000_000);
-        let callback = p.signer.location(&p.public_url, &id);
-        let start = Instant::now();
-        let started = self.verifier.start_push(identity, &input, &callback).await;
-        if !matches!(started, Verdict::Accept { .. }) {
-            drop(waiter);
-            return self.decide(
-                client,
-                user.to_string(),
-                Method::Push,
-                started,
-                start.elapsed(),
-            );
-        }
-        match waiter.wait(p.timeout).await {
-            Some(crate::approval::Approval::Checked(verdict)) => self.decide(
-                client,
-                user.to_string(),
-                Method::Push,
-                verdict,
-                start.elapsed(),
-            ),
-            Some(crate::approval::Approval::Denied) => {
+            crate::push::Ended::NotStarted(verdict) | crate::push::Ended::Checked(verdict) => {
+                decided(verdict)
+            }
+            crate::push::Ended::Denied => {
                 outcome(Reply::Reject, user, "push-denied").with_method(Method::Push)
             }
-            None => outcome(Reply::Reject, user, "push-timeout").with_method(Method::Push),
+            crate::push::Ended::Timeout => {
+                outcome(Reply::Reject, user, "push-timeout").with_method(Method::Push)
+            }
         }
     }
 

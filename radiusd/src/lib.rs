@@ -20,6 +20,8 @@ pub mod log_limit;
 pub mod metrics;
 pub mod oob;
 pub mod packet;
+pub mod pamsock;
+pub mod push;
 pub mod reply;
 pub mod server;
 pub mod state;

@@ -17,6 +17,7 @@ use radiusd::clients::ClientTable;
 use radiusd::handler::{PushSetup, SxsHandler, SystemUnixClock};
 use radiusd::http::Door;
 use radiusd::metrics::{self, Metrics};
+use radiusd::pamsock::PamDoor;
 use radiusd::server::{self, Runtime, Server};
 use radiusd::state::{StateSigner, UsedStates};
 use radiusd::tls::{self, TlsRuntime};
@@ -203,6 +204,7 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
     };
     let used = kept.used.clone();
     let http = cfg.http.clone();
+    let push_socket = cfg.push.socket.clone();
     let rt = build_runtime(cfg, &kept)?;
     if rt.settings.state_key.is_none() {
         tracing::info!("no radius.state_key: challenge mode is off");
@@ -235,6 +237,7 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
         println!("sxs-radiusd tls listening on {addr}");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut pam_serving = None;
     if let Some(h) = http {
         let tls = match &h.tls {
             Some((cert, key)) => Some(radiusd::http::tls_config(cert, key)?),
@@ -256,6 +259,15 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
             }
             tokio::spawn(door.clone().serve(l, tls.clone(), stop_rx.clone()));
         }
+        // Push needs the callback, so the PAM socket is served with [http] only.
+        let listener = radiusd::pamsock::bind(&push_socket)?;
+        println!("sxs-radiusd pam socket on {}", push_socket.display());
+        let current = server.clone();
+        let pam_door = Arc::new(PamDoor {
+            handler: Box::new(move || current.current().handler.clone()),
+            path: push_socket.clone(),
+        });
+        pam_serving = Some(tokio::spawn(pam_door.serve(listener, stop_rx.clone())));
     }
     if let Some(listener) = metrics_listener {
         if let Ok(addr) = listener.local_addr() {
@@ -322,6 +334,10 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = serving.await;
+    if let Some(p) = pam_serving {
+        // Removes the socket file.
+        let _ = p.await;
+    }
     let s = server.stats();
     tracing::info!(
         received = s.received,
@@ -528,7 +544,13 @@ public_url = "http://127.0.0.1:{http_port}"
 callback_key = "{callback_key}"
 [push]
 timeout = "60s"
+socket = "{socket}"
 "#,
+        // Not /run/sxs: the demo runs as any user, and beside an installed daemon.
+        socket = std::env::temp_dir()
+            .join(format!("sxs-demo-{}", std::process::id()))
+            .join("push.sock")
+            .display(),
         state_key = random_hex(),
         callback_key = random_hex(),
         url = sim.url(),

@@ -9,7 +9,7 @@ use common::SxsClient;
 use crate::cli::{Cli, Command, MacCommand, OtpCommand, SmsCommand, TokenCommand, UserCommand};
 use crate::error::{Exit, Failure};
 use crate::output::Out;
-use crate::{health, mac, man, otp, sms, token, user};
+use crate::{health, mac, man, otp, push, sms, token, user};
 
 /// What every SxS command needs.
 #[derive(Debug)]
@@ -53,6 +53,7 @@ pub fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Otp(OtpCommand::Check(args)) => otp::check(&ctx, &mut out, args),
         Command::Sms(SmsCommand::Send(args)) => sms::send(&ctx, &mut out, &args),
         Command::Mac(MacCommand::Check(args)) => mac::check(&ctx, &mut out, args),
+        Command::Push(args) => push::run(&ctx, &mut out, &args),
         Command::GenerateMan { .. } => Ok(Exit::Success),
     }
 }

@@ -77,6 +77,17 @@ pub enum Command {
     #[command(subcommand)]
     Mac(MacCommand),
 
+    /// Push: ask the user to approve a sign-in on the phone, through sxs-radiusd.
+    ///
+    /// Starts one push for USER through the daemon's PAM socket (push.socket, by default
+    /// /run/sxs/radiusd/push.sock; root only), exactly as pam_sxs.so does with methods = ["push"], and
+    /// waits up to push.timeout for the user to approve or deny it on the phone. The daemon
+    /// (sxs-radiusd with an [http] section) maps the user, asks SxS to push, receives SxS's
+    /// callback and validates the OTP that came with an approval. Prints what happened: accept
+    /// (exit 0), reject, denied, timeout or refused (exit 1), SxS unavailable or the daemon not
+    /// running (exit 3).
+    Push(PushArgs),
+
     /// Write the man page sxsctl.1 into DIR (for packaging; the committed copy is
     /// docs/man/sxsctl.1).
     #[command(hide = true)]
@@ -242,6 +253,13 @@ pub enum SmsCommand {
 
 #[derive(Debug, Args)]
 pub struct SmsSend {
+    /// The login name, as typed at the SSH, sudo or VPN prompt.
+    #[arg(value_name = "USER")]
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
     /// The login name, as typed at the SSH, sudo or VPN prompt.
     #[arg(value_name = "USER")]
     pub user: String,

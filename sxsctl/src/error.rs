@@ -33,14 +33,15 @@ pub const EXIT_STATUS: &[(Exit, &str)] = &[
     (
         Exit::Success,
         "Success. health: every SxS root is up; otp check, mac check: SxS accepted the OTP or \
-         MAC; sms send: SxS took the SMS.",
+         MAC; sms send: SxS took the SMS; push: approved on the phone and its OTP accepted.",
     ),
     (
         Exit::Refused,
         "SxS said no: an SxS exception or SOAP fault, shown with its code and message. \
          otp check, mac check: the OTP or MAC was rejected (or refused locally as malformed), \
          or the user has no line in the token map. sms send: SxS refused the send, or the \
-         per-user limit is reached (nothing was sent).",
+         per-user limit is reached (nothing was sent). push: rejected, denied on the phone, no \
+         answer within push.timeout, or too many pushes waiting.",
     ),
     (
         Exit::Usage,
@@ -51,7 +52,8 @@ pub const EXIT_STATUS: &[(Exit, &str)] = &[
     (
         Exit::Unavailable,
         "SxS unavailable: network, TLS or timeout error, or an answer that could not be \
-         understood; the server and the cause are shown. health: at least one root is down.",
+         understood; the server and the cause are shown. health: at least one root is down. \
+         push: the daemon (sxs-radiusd) is not running or did not answer.",
     ),
     (
         Exit::Local,

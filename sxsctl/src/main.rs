@@ -15,6 +15,7 @@ mod mac;
 mod man;
 mod otp;
 mod output;
+mod push;
 mod sms;
 mod token;
 mod tokenmap;

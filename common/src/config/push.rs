@@ -177,7 +177,7 @@ impl Validator<'_> {
         }
         let socket = raw
             .socket
-            .unwrap_or_else(|| PathBuf::from("/run/sxs/push.sock"));
+            .unwrap_or_else(|| PathBuf::from("/run/sxs/radiusd/push.sock"));
         if !socket.is_absolute() {
             return Err(self.err("push.socket", "expected an absolute path"));
         }

@@ -344,6 +344,34 @@ impl Sim {
         self.h().advance_time(30);
     }
 
+    /// Waits (bounded) for the push the daemon asked SxS for to reach `user`'s phone: its id.
+    pub fn pending_push(&self, user: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(p) = self.h().pending_pushes(user).first() {
+                return p.id.clone();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "no push reached {user}'s phone"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Plays the phone: `approve` or `deny` push `id` (`POST /sim/push/ID/ACTION`), after which
+    /// the simulator calls the daemon's callback. Gives the simulator's answer.
+    pub fn phone(&self, id: &str, action: &str) -> String {
+        require("curl", "curl");
+        let out = run_ok(Command::new("curl").args([
+            "-fsS",
+            "-X",
+            "POST",
+            &format!("{}/sim/push/{id}/{action}", self.url()),
+        ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Stops answering (connections are refused from now on).
     pub fn stop_serving(&self) {
         self.h().stop();

@@ -16,6 +16,7 @@
 mod harness;
 mod log_check;
 mod pamtester;
+mod push;
 mod sms_mac;
 mod sshd;
 mod sudo;

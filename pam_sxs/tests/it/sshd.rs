@@ -304,3 +304,80 @@ fn ssh_login_answering_the_sms_prompt_with_the_code_from_the_phone() {
         "no SMS decision line for {tag}"
     );
 }
+
+/// An askpass that must never be asked: a push login has no prompt to answer.
+fn no_prompt_askpass(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("askpass");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\necho \"unexpected prompt: $1\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The real sshd with `methods=push`: the login waits while the test, as the phone, approves
+/// (the command runs) or denies (the login is refused) the push the daemon asked SxS for.
+#[test]
+fn ssh_login_approved_and_denied_by_push() {
+    let user = TestUser::add(None);
+    let sim = Sim::start(&[&user.name]);
+    let daemon = crate::push::Daemon::start(&sim.url(), "20s");
+    let sshd = Sshd::start_with(&user.name, &sim.url(), &daemon.pam_config(), "methods=push");
+    let dir = harness::tempdir();
+    let askpass = no_prompt_askpass(dir.path());
+    for (action, ok) in [("approve", true), ("deny", false)] {
+        let login = std::thread::scope(|s| {
+            let login = s.spawn(|| {
+                // One keyboard-interactive round: a refused login is not tried again.
+                let mut c = Command::new("ssh");
+                sshd.ssh_args(
+                    &mut c,
+                    &["-o", "NumberOfPasswordPrompts=1"],
+                    &user.name,
+                    "echo sxs-push-ok-$(id -un)",
+                );
+                c.env("SSH_ASKPASS", &askpass)
+                    .env("SSH_ASKPASS_REQUIRE", "force")
+                    .output()
+                    .unwrap()
+            });
+            let id = sim.pending_push(&user.name);
+            sim.phone(&id, action);
+            login.join().unwrap()
+        });
+        harness::typed(&sim.otp(&user.name));
+        assert_eq!(
+            login.status.success(),
+            ok,
+            "{action}: {}\nsshd:\n{}\ndaemon:\n{}",
+            text(&login),
+            sshd.log(),
+            daemon.logs()
+        );
+        let stdout = String::from_utf8_lossy(&login.stdout);
+        assert_eq!(
+            stdout.trim() == format!("sxs-push-ok-{}", user.name),
+            ok,
+            "{action}: {stdout}"
+        );
+    }
+    let s = sim.stats();
+    assert_eq!((s.start_push, s.validate_otp), (2, 1), "{s:?}");
+    let tag = format!("({}:auth)", sshd.service);
+    let lines = log_sink().lines();
+    assert!(
+        lines.iter().any(|l| l.contains(&tag)
+            && l.contains(" method=push ")
+            && l.contains("rhost=127.0.0.1")
+            && l.contains("decision=allow")),
+        "no push decision line for {tag}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&tag) && l.contains("code=local:push-denied")),
+        "no denied push line for {tag}"
+    );
+}

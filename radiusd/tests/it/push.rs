@@ -12,10 +12,20 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// The daemon's PAM socket for this test (never the shared /run/sxs/radiusd/push.sock).
+fn pam_socket(port: u16) -> String {
+    std::env::temp_dir()
+        .join(format!("sxs-radiusd-it-{}-{port}", std::process::id()))
+        .join("push.sock")
+        .display()
+        .to_string()
+}
+
 fn push_config(sim: &Sim, port: u16, timeout: &str) -> String {
     config_text(&sim.url(), "methods = [\"otp\", \"push\"]\n", None)
         + &format!(
-            "[http]\nlisten = [\"127.0.0.1:{port}\"]\nallow_plain_loopback = true\npublic_url = \"http://127.0.0.1:{port}\"\ncallback_key = \"0123456789abcdef-callback\"\n[push]\ntimeout = \"{timeout}\"\n"
+            "[http]\nlisten = [\"127.0.0.1:{port}\"]\nallow_plain_loopback = true\npublic_url = \"http://127.0.0.1:{port}\"\ncallback_key = \"0123456789abcdef-callback\"\n[push]\ntimeout = \"{timeout}\"\nsocket = \"{}\"\n",
+            pam_socket(port)
         )
 }
 
@@ -198,9 +208,10 @@ fn push_callback_over_https() {
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let text = config_text(&sim.url(), "methods = [\"push\"]\n", None)
         + &format!(
-            "[http]\nlisten = [\"127.0.0.1:{port}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\npublic_url = \"https://127.0.0.1:{port}\"\ncallback_key = \"0123456789abcdef-callback\"\n",
+            "[http]\nlisten = [\"127.0.0.1:{port}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\npublic_url = \"https://127.0.0.1:{port}\"\ncallback_key = \"0123456789abcdef-callback\"\n[push]\nsocket = \"{}\"\n",
             cert.display(),
-            key.display()
+            key.display(),
+            pam_socket(port)
         );
     let r = Radiusd::start(&text, "127.0.0.1:0");
     let (body, code) = curl(&[
