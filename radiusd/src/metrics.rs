@@ -88,6 +88,34 @@ impl Drop {
     }
 }
 
+/// `sxs_radius_state_rejects_total` reasons ([`crate::state::StateError::reason`] and the
+/// handler's own).
+const STATE_REJECT_REASONS: [&str; 8] = [
+    "malformed",
+    "bad_signature",
+    "expired",
+    "replayed",
+    "replay_cache_full",
+    "key",
+    "wrong_context",
+    "no_state_key",
+];
+
+/// `sxs_radius_tls_handshake_failures_total` reasons (see `crate::tls`).
+const TLS_FAILURE_REASONS: [&str; 11] = [
+    "unknown_client",
+    "certificate_not_matched",
+    "unknown_ca",
+    "expired",
+    "not_yet_valid",
+    "bad_certificate",
+    "no_certificate",
+    "protocol",
+    "timeout",
+    "too_many_connections",
+    "io",
+];
+
 /// Every metric `sxs-radiusd` exposes. Cheap to share behind an `Arc`; every method is a few
 /// atomic operations (plus a map lookup for labelled families).
 #[derive(Debug)]
@@ -192,6 +220,32 @@ impl Metrics {
             "RADIUS/TLS connections refused before or during the handshake, by reason",
             tls_handshake_failures.clone(),
         );
+        // Fixed reasons start at 0, so they are listed (and rate() works) before the first one.
+        for why in [
+            Drop::UnknownClient,
+            Drop::Malformed,
+            Drop::BadAuthenticator,
+            Drop::Overload,
+            Drop::Duplicate,
+            Drop::NotReady,
+            Drop::Accounting,
+        ] {
+            drops
+                .get_or_create(&ReasonLabels {
+                    reason: why.label(),
+                })
+                .inc_by(0);
+        }
+        for reason in STATE_REJECT_REASONS {
+            state_rejects
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(0);
+        }
+        for reason in TLS_FAILURE_REASONS {
+            tls_handshake_failures
+                .get_or_create(&ReasonLabels { reason })
+                .inc_by(0);
+        }
         registry.register_collector(Box::new(ProcessCollector {
             // Built at start-up; /proc/stat (boot time) is hidden under ProcSubset=pid.
             started: std::time::SystemTime::now()

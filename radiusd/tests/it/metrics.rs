@@ -161,6 +161,14 @@ fn metrics_count_a_known_sequence_of_requests_exactly() {
     for (series, want) in &expect {
         assert_eq!(value(&text, series), Some(*want), "{series}\n{text}");
     }
+    // Fixed reasons are listed from the start, at 0 until they happen.
+    for series in [
+        r#"sxs_radius_dropped_total{reason="overload"}"#,
+        r#"sxs_radius_state_rejects_total{reason="expired"}"#,
+        r#"sxs_radius_tls_handshake_failures_total{reason="unknown_ca"}"#,
+    ] {
+        assert_eq!(value(&text, series), Some(0.0), "{series}\n{text}");
+    }
     // The duplicate cache holds the three answered Access-Requests.
     assert_eq!(
         value(&text, "sxs_radius_dedup_entries"),
@@ -192,6 +200,35 @@ fn metrics_count_a_known_sequence_of_requests_exactly() {
     }
     // Only GET /metrics.
     assert!(scrape(&url.replace("/metrics", "/other")).starts_with("HTTP/1.1 404"));
+    // Every metric the shipped Grafana dashboard queries is exposed under that name.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/metrics/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in exprs {
+        let names = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("sxs_") || w.starts_with("process_"));
+        for name in names {
+            let family = name.trim_end_matches("_bucket").trim_end_matches("_total");
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "the dashboard queries {name}, which is not exposed:\n{text}"
+            );
+        }
+    }
 }
 
 #[test]

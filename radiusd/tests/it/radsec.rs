@@ -245,6 +245,22 @@ fn wait_metric(r: &Radiusd, needle: &str) -> String {
     wait_metric_for(r, needle, 400)
 }
 
+/// Waits (bounded) until the sample `series` (name and labels) counts at least one.
+fn wait_counted(r: &Radiusd, series: &str) {
+    for _ in 0..400 {
+        let counted = metrics(r).lines().any(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+        });
+        if counted {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{series} never counted:\n{}\n{}", metrics(r), r.logs());
+}
+
 fn wait_metric_for(r: &Radiusd, needle: &str, tries: usize) -> String {
     for _ in 0..tries {
         let m = metrics(r);
@@ -395,7 +411,7 @@ fn certificates_from_another_ca_or_expired_are_refused_at_the_handshake() {
     let proxy = Radsecproxy::start(&pki, tls, "other-ca", &cert, &key);
     let reply = access(&proxy.udp, "alice", &sim.otp("alice"), None);
     assert_eq!(reply.code, None, "{}", reply.output);
-    wait_metric(
+    wait_counted(
         &r,
         r#"sxs_radius_tls_handshake_failures_total{reason="unknown_ca"}"#,
     );
@@ -405,7 +421,7 @@ fn certificates_from_another_ca_or_expired_are_refused_at_the_handshake() {
     let proxy = Radsecproxy::start(&pki, tls, "expired", &cert, &key);
     let reply = access(&proxy.udp, "alice", &sim.otp("alice"), None);
     assert_eq!(reply.code, None, "{}", reply.output);
-    wait_metric(
+    wait_counted(
         &r,
         r#"sxs_radius_tls_handshake_failures_total{reason="expired"}"#,
     );
@@ -416,7 +432,7 @@ fn certificates_from_another_ca_or_expired_are_refused_at_the_handshake() {
     let proxy = Radsecproxy::start(&pki, tls, "other-name", &cert, &key);
     let reply = access(&proxy.udp, "alice", &sim.otp("alice"), None);
     assert_eq!(reply.code, None, "{}", reply.output);
-    wait_metric(
+    wait_counted(
         &r,
         r#"sxs_radius_tls_handshake_failures_total{reason="certificate_not_matched"}"#,
     );
