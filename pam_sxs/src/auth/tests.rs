@@ -1080,4 +1080,31 @@ fn default_prompts_say_how_to_ask() {
     assert_eq!(default_prompt(&m(&["otp"])), "OTP: ");
     assert_eq!(default_prompt(&m(&["otp", "sms"])), OTP_OR_SMS);
     assert!(default_prompt(&m(&["otp", "mac"])).contains("type mac"));
+    assert_eq!(
+        default_prompt(&m(&["otp", "push"])),
+        "OTP (or type push to approve on your phone): "
+    );
+    assert_eq!(
+        default_prompt(&m(&["otp", "sms", "oob"])),
+        "OTP (or press Enter for a code by SMS, or type oob to sign in with the app): "
+    );
+}
+
+#[test]
+fn the_oob_message_shows_the_digits_and_a_qr_code() {
+    let text = oob_message("12345678");
+    assert!(
+        text.starts_with(
+            "Sign in with your authenticator app: scan the code or enter 1234 5678.\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines().count() > 10,
+        "a QR code below the digits: {text}"
+    );
+    assert!(
+        text.contains('\u{2588}') || text.contains('\u{2580}'),
+        "{text}"
+    );
 }
