@@ -113,6 +113,8 @@ pub struct SxsClient {
     clock: Arc<dyn Clock>,
     /// Bounds validateOtp calls in flight (and so connections and file descriptors).
     in_flight: tokio::sync::Semaphore,
+    /// `sxs.max_connections` resolved when the client was built.
+    max_connections: usize,
     /// Told about every call and every server found up or down (metrics).
     observer: Arc<dyn SxsObserver>,
 }
@@ -123,6 +125,25 @@ enum SendError {
     NotDelivered(String),
     /// Maybe delivered: stop.
     Failed(String),
+}
+
+/// The system's CA certificates, from its one bundle file (`SSL_CERT_FILE`, else the
+/// distribution's: `/etc/ssl/certs/ca-certificates.crt` on Debian, what `update-ca-certificates`
+/// writes). Reqwest's built-in loader also reads every file of `/etc/ssl/certs`: the same
+/// certificates again, through ~300 links, paid on every PAM authentication.
+fn system_roots() -> Result<Vec<reqwest::Certificate>> {
+    let Some(file) = openssl_probe::probe().cert_file else {
+        return Err(Error::HttpClient(
+            "an https SxS server and no sxs.ca_file, but no system CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, ...): set sxs.ca_file".into(),
+        ));
+    };
+    let pem = std::fs::read(&file).map_err(|source| Error::ReadFile {
+        file: file.clone(),
+        key: "system CA bundle (sxs.ca_file not set)".into(),
+        source,
+    })?;
+    reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| Error::HttpClient(format!("system CA bundle {}: {e}", file.display())))
 }
 
 impl SxsClient {
@@ -147,16 +168,22 @@ impl SxsClient {
             .iter()
             .chain(settings.admin_url.iter())
             .any(|u| u.scheme() == "https");
+        let max_connections = settings.max_connections.resolve();
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
-            .tls_built_in_root_certs(https && settings.ca_file.is_none())
+            .tls_built_in_root_certs(false)
             .default_headers(headers)
             .user_agent(concat!("sxs-auth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(settings.max_connections)
+            .pool_max_idle_per_host(max_connections)
             .tcp_nodelay(true);
+        if https && settings.ca_file.is_none() {
+            for cert in system_roots()? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
         if let Some(ca) = &settings.ca_file {
             let pem = std::fs::read(ca).map_err(|source| Error::ReadFile {
                 file: ca.clone(),
@@ -213,7 +240,8 @@ impl SxsClient {
             down_until: Mutex::new(vec![None; settings.servers.len()]),
             settings: settings.clone(),
             clock,
-            in_flight: tokio::sync::Semaphore::new(settings.max_connections),
+            in_flight: tokio::sync::Semaphore::new(max_connections),
+            max_connections,
             observer: Arc::new(NoObserver),
         })
     }
@@ -231,6 +259,11 @@ impl SxsClient {
             self.observer
                 .sxs_call(method, base.as_str(), verdict, start.elapsed());
         }
+    }
+
+    /// Calls in flight at once: `sxs.max_connections` as resolved when the client was built.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The settings this client was built with.
@@ -483,7 +516,7 @@ impl SxsClient {
         else {
             return Verdict::unavailable(format!(
                 "{} SxS calls already in flight (sxs.max_connections) for {:?}",
-                self.settings.max_connections, self.settings.timeout
+                self.max_connections, self.settings.timeout
             ));
         };
         let mut not_delivered = Vec::new();

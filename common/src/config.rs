@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::method::Methods;
 use crate::secret::Secret;
 
+mod connections;
 mod push;
+pub use connections::{ConnectionLimit, AUTO_CAP};
 pub use push::{HttpSettings, PushSettings, SharedSettings};
 mod first_factor;
 pub use first_factor::{
@@ -122,7 +124,7 @@ struct RawSxs {
     connect_timeout: Option<String>,
     timeout: Option<String>,
     down_backoff: Option<String>,
-    max_connections: Option<usize>,
+    max_connections: Option<connections::RawConnectionLimit>,
     ca_file: Option<PathBuf>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
@@ -366,8 +368,8 @@ pub struct SxsSettings {
     /// How long a server that refused a connection is tried last.
     pub down_backoff: Duration,
     /// validateOtp calls in flight at once (each holds one HTTP connection); more wait, within
-    /// `timeout`, for a free one.
-    pub max_connections: usize,
+    /// `timeout`, for a free one. Resolved to a number when the client is built.
+    pub max_connections: ConnectionLimit,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
@@ -856,10 +858,12 @@ impl Validator<'_> {
             return Err(self.err("sxs.timeout", "timeouts must be greater than zero"));
         }
         let down_backoff = self.duration("sxs.down_backoff", raw.down_backoff.as_deref(), "30s")?;
-        let max_connections = raw.max_connections.unwrap_or(512);
-        if max_connections == 0 {
-            return Err(self.err("sxs.max_connections", "must be at least 1"));
-        }
+        let max_connections = match raw.max_connections {
+            None => ConnectionLimit::Auto,
+            Some(limit) => limit
+                .validate()
+                .map_err(|why| self.err("sxs.max_connections", why))?,
+        };
         if raw.client_cert.is_some() != raw.client_key.is_some() {
             return Err(self.err(
                 "sxs.client_cert",

@@ -42,6 +42,23 @@ fn minimal_file_gets_defaults() {
     assert_eq!(c.identity.send, SendIdentity::UserId);
     assert!(c.identity.strip_realm && c.identity.lowercase);
     assert!(c.radius.is_none());
+    assert_eq!(c.sxs.max_connections, ConnectionLimit::Auto);
+}
+
+#[test]
+fn max_connections_is_a_count_or_auto() {
+    let with = |v: &str| format!("{MIN}max_connections = {v}\n");
+    let c = Config::from_toml_str(&with("64"), "test.toml", no_env()).unwrap();
+    assert_eq!(c.sxs.max_connections, ConnectionLimit::Fixed(64));
+    let c = Config::from_toml_str(&with("\"auto\""), "test.toml", no_env()).unwrap();
+    assert_eq!(c.sxs.max_connections, ConnectionLimit::Auto);
+    for bad in ["0", "\"many\"", "-3"] {
+        let e = err_of(&with(bad));
+        assert!(
+            e.contains("sxs.max_connections") && e.contains("test.toml"),
+            "{bad}: {e}"
+        );
+    }
 }
 
 /// The shipped example parses, with its file paths pointed at a scratch directory.
