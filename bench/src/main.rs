@@ -1,17 +1,22 @@
 //! `sxs-bench`: load generators that print figures (never asserted in tests).
 //!
 //! - `sxs-bench radius`: starts the SxS simulator in-process (replay allowed, optional
-//!   injected latency), runs the real `sxs-radiusd` binary as a child process, and drives it
-//!   with many Access-Requests in flight; prints req/s, p50/p99 latency and the server's
-//!   peak RSS.
+//!   injected latency), runs the real `sxs-radiusd` binary as a child process (or drives an
+//!   external server: `--server ADDR --secret S`), and keeps many Access-Requests in flight;
+//!   prints req/s, p50/p99 latency, lost answers, the server's CPU-ms per request and peak RSS.
+//! - `sxs-bench peer`: the same load, same simulator, against FreeRADIUS 3.2 + `rlm_rest`
+//!   (packaged configuration, private copy) and against `sxs-radiusd`, at 0 ms and 100 ms of
+//!   SxS latency; prints both and the ratios.
 //! - `sxs-bench sim`: drives the simulator's validateOtp through the SxS client; prints calls/s.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod freeradius;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,23 +35,61 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// sxs-radiusd + simulator under load.
+    /// sxs-radiusd (or an external server) + simulator under load.
     Radius {
-        /// Requests kept in flight.
-        #[arg(long, default_value_t = 256)]
-        in_flight: usize,
-        /// Seconds of load (after one second of warm-up).
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Latency the simulator adds to each validateOtp.
         #[arg(long, default_value_t = 0)]
         sxs_latency_ms: u64,
-        /// `sxs.max_connections` of the server under test.
-        #[arg(long, default_value_t = 512)]
-        sxs_max_connections: usize,
+        /// `sxs.max_connections` of the server under test (a number or "auto").
+        #[arg(long, default_value = "auto")]
+        sxs_max_connections: String,
         /// The sxs-radiusd binary (default: next to this one).
         #[arg(long)]
         radiusd: Option<PathBuf>,
+        /// Drive this already running server instead of starting sxs-radiusd; it must use
+        /// the simulator at `--sim-listen`.
+        #[arg(long, requires = "secret")]
+        server: Option<SocketAddr>,
+        /// Its shared secret for 127.0.0.1.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Its process id, for CPU time and peak RSS (optional).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Where the simulator listens (user `bench`, replay allowed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        sim_listen: SocketAddr,
+    },
+    /// FreeRADIUS 3.2 + rlm_rest against sxs-radiusd: same simulator, same load.
+    Peer {
+        /// Seconds of load per run (after one second of warm-up).
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Requests in flight with an instant SxS.
+        #[arg(long, default_value_t = 64)]
+        in_flight_fast: usize,
+        /// Requests in flight with 100 ms of SxS latency.
+        #[arg(long, default_value_t = 2000)]
+        in_flight_slow: usize,
+        /// The freeradius binary.
+        #[arg(long, default_value = "/usr/sbin/freeradius")]
+        freeradius: PathBuf,
+        /// The sxs-radiusd binary (default: next to this one).
+        #[arg(long)]
+        radiusd: Option<PathBuf>,
+    },
+    /// What building the SxS client costs (the PAM module builds one per authentication):
+    /// http, https with `sxs.ca_file`, https with the system roots, and reqwest's own
+    /// native-roots loader (what the client used before).
+    ClientBuild {
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+        /// A PEM CA for the `ca_file` case (default: the first certificate of the system
+        /// bundle, as an operator's one SxS CA would be).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// validateOtp calls per second against the simulator.
     Sim {
@@ -55,6 +98,16 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::Args)]
+struct LoadArgs {
+    /// Requests kept in flight.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    /// Seconds of load (after one second of warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
 }
 
 const SECRET: &str = "benchmark-shared-secret";
@@ -67,28 +120,117 @@ fn main() {
         .unwrap();
     match args.cmd {
         Cmd::Radius {
-            in_flight,
-            seconds,
+            load,
             sxs_latency_ms,
             sxs_max_connections,
             radiusd,
-        } => rt.block_on(radius(
-            in_flight,
+            server,
+            secret,
+            server_pid,
+            sim_listen,
+        } => rt.block_on(async {
+            let sim = Arc::new(start_sim(sim_listen, sxs_latency_ms).await);
+            let f = match (server, secret) {
+                (Some(server), Some(secret)) => {
+                    println!("simulator: {}", sim.url());
+                    measure(&sim, server, &secret, load, server_pid).await
+                }
+                _ => {
+                    let mut s = Server::radiusd(radiusd, &sim, &sxs_max_connections, load);
+                    let f = measure(&sim, s.addr, SECRET, load, Some(s.child.id())).await;
+                    s.stop();
+                    f
+                }
+            };
+            println!(
+                "radius: {} in flight, SxS latency {sxs_latency_ms} ms, sxs.max_connections {sxs_max_connections}: {}",
+                load.in_flight,
+                f.line()
+            );
+        }),
+        Cmd::Peer {
             seconds,
-            sxs_latency_ms,
-            sxs_max_connections,
+            in_flight_fast,
+            in_flight_slow,
+            freeradius,
+            radiusd,
+        } => rt.block_on(peer(
+            seconds,
+            in_flight_fast,
+            in_flight_slow,
+            &freeradius,
             radiusd,
         )),
         Cmd::Sim {
             concurrency,
             seconds,
         } => rt.block_on(sim_bench(concurrency, seconds)),
+        Cmd::ClientBuild {
+            iterations,
+            ca_file,
+        } => client_build(iterations, ca_file),
     }
 }
 
-async fn start_sim() -> SimHandle {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    sim::start(
+fn client_build(iterations: u32, ca_file: Option<PathBuf>) {
+    let iterations = iterations.max(1);
+    let scratch = Server::scratch("client-build");
+    let ca_file = ca_file.unwrap_or_else(|| {
+        let bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let end = "-----END CERTIFICATE-----";
+        let first = &bundle[..bundle.find(end).unwrap() + end.len()];
+        let path = scratch.join("one-ca.pem");
+        std::fs::write(&path, format!("{first}\n")).unwrap();
+        path
+    });
+    let time = |name: &str, build: &dyn Fn()| {
+        build();
+        let start = Instant::now();
+        for _ in 0..iterations {
+            build();
+        }
+        let ms = start.elapsed().as_secs_f64() * 1000.0 / f64::from(iterations);
+        println!("client build, {name}: {ms:.3} ms");
+    };
+    let settings = |server: &str, extra: &str| {
+        common::Config::from_toml_str(
+            &format!("[sxs]\nservers = [\"{server}\"]\norganization_id = \"1\"\n{extra}"),
+            "<bench>",
+            common::config::LoadOptions {
+                env_overrides: false,
+            },
+        )
+        .unwrap()
+        .sxs
+    };
+    let http = settings("http://127.0.0.1:8442", "");
+    let with_ca = settings(
+        "https://127.0.0.1:8442",
+        &format!("ca_file = {:?}\n", ca_file.display().to_string()),
+    );
+    let system = settings("https://127.0.0.1:8442", "");
+    time("http", &|| drop(common::SxsClient::new(&http).unwrap()));
+    time("https + sxs.ca_file", &|| {
+        drop(common::SxsClient::new(&with_ca).unwrap())
+    });
+    time("https, system roots (one bundle file)", &|| {
+        drop(common::SxsClient::new(&system).unwrap())
+    });
+    time("https, reqwest's native-roots loader (before)", &|| {
+        drop(
+            reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(true)
+                .build()
+                .unwrap(),
+        )
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+async fn start_sim(listen: SocketAddr, latency_ms: u64) -> SimHandle {
+    let l = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let sim = sim::start(
         l,
         SimOptions {
             allow_replay: true,
@@ -100,7 +242,14 @@ async fn start_sim() -> SimHandle {
             ..SimOptions::default()
         },
     )
-    .unwrap()
+    .unwrap();
+    if latency_ms > 0 {
+        sim.set_faults(Faults {
+            latency_ms,
+            ..Faults::default()
+        });
+    }
+    sim
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -112,7 +261,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 }
 
 async fn sim_bench(concurrency: usize, seconds: u64) {
-    let sim = start_sim().await;
+    let sim = start_sim("127.0.0.1:0".parse().unwrap(), 0).await;
     let cfg = common::Config::from_toml_str(
         &format!(
             "[sxs]\nservers = [\"{}\"]\norganization_id = \"1\"\n",
@@ -178,62 +327,198 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn radius(
-    in_flight: usize,
-    seconds: u64,
-    latency_ms: u64,
-    max_connections: usize,
-    radiusd: Option<PathBuf>,
-) {
-    let sim = Arc::new(start_sim().await);
-    if latency_ms > 0 {
-        sim.set_faults(Faults {
-            latency_ms,
-            ..Faults::default()
-        });
+/// CPU time (user + system) a process has used, in milliseconds, from /proc.
+fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the first, utime the
+    // 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(100);
+    Some(ticks as f64 * 1000.0 / hz as f64)
+}
+
+/// A server under test, run as a child process and killed by its PID.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sxs-bench-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
-    let dir = std::env::temp_dir().join(format!("sxs-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sxs.toml");
-    let max = (in_flight * 2).max(1024);
-    let mut f = std::fs::File::create(&config).unwrap();
-    write!(
-        f,
-        "[sxs]\nservers = [\"{}\"]\norganization_id = \"1\"\ntimeout = \"10s\"\nmax_connections = {max_connections}\n[radius]\nreject_delay = \"0s\"\nmax_in_flight = {max}\n[[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n",
-        sim.url()
+
+    /// `sxs-radiusd` on the simulator: Message-Authenticator required, `reject_delay = 0s`.
+    fn radiusd(
+        bin: Option<PathBuf>,
+        sim: &SimHandle,
+        max_connections: &str,
+        load: LoadArgs,
+    ) -> Self {
+        let dir = Self::scratch("radiusd");
+        let config = dir.join("sxs.toml");
+        let max = (load.in_flight * 2).max(1024);
+        let max_connections = match max_connections.parse::<usize>() {
+            Ok(n) => n.to_string(),
+            Err(_) => format!("{max_connections:?}"),
+        };
+        let mut f = std::fs::File::create(&config).unwrap();
+        write!(
+            f,
+            "[sxs]\nservers = [\"{}\"]\norganization_id = \"1\"\ntimeout = \"10s\"\nmax_connections = {max_connections}\n[radius]\nreject_delay = \"0s\"\nmax_in_flight = {max}\n[[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nrequire_message_authenticator = true\n",
+            sim.url()
+        )
+        .unwrap();
+        drop(f);
+        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let bin = bin.unwrap_or_else(|| {
+            std::env::current_exe()
+                .unwrap()
+                .with_file_name("sxs-radiusd")
+        });
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("sxs-radiusd listening on ")
+            .unwrap_or_else(|| panic!("sxs-radiusd did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr, dir }
+    }
+
+    /// FreeRADIUS + rlm_rest on the simulator; returns once it answers an Access-Request.
+    async fn freeradius(bin: &Path, sim: &SimHandle) -> Self {
+        let dir = Self::scratch("freeradius");
+        let cfg = freeradius::configure(&dir.join("raddb"), &sim.url(), SECRET);
+        let child = freeradius::spawn(bin, &cfg);
+        let mut server = Server {
+            child,
+            addr: cfg.listen,
+            dir,
+        };
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        sock.connect(server.addr).await.unwrap();
+        let mut buf = [0u8; 4096];
+        for _ in 0..100 {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                panic!(
+                    "freeradius exited; run `freeradius -X -d {}` to see why",
+                    cfg.dir.display()
+                );
+            }
+            let code = sim.current_otp("bench").unwrap();
+            let _ = sock.send(&access_request(1, &code, SECRET)).await;
+            // Until it listens, the connected socket reports the ICMP refusal at once.
+            let answer =
+                tokio::time::timeout(Duration::from_millis(200), sock.recv(&mut buf)).await;
+            if let Ok(Ok(n)) = answer {
+                assert!(
+                    n >= 20 && buf[0] == 2,
+                    "freeradius answered the probe with code {}, not Access-Accept",
+                    buf[0]
+                );
+                return server;
+            }
+            if let Ok(Err(_)) = answer {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        server.stop();
+        panic!("freeradius did not answer within 20 s");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    req_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    accepts: u64,
+    others: u64,
+    lost: u64,
+    cpu_ms_per_req: Option<f64>,
+    peak_rss_mib: Option<f64>,
+}
+
+impl Figures {
+    fn line(&self) -> String {
+        format!(
+            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms; {} accepts, {} other answers, {} lost; server {} CPU-ms/req, peak RSS {} MiB",
+            self.req_s,
+            self.p50_ms,
+            self.p99_ms,
+            self.accepts,
+            self.others,
+            self.lost,
+            self.cpu_ms_per_req
+                .map_or_else(|| "?".into(), |v| format!("{v:.4}")),
+            self.peak_rss_mib
+                .map_or_else(|| "?".into(), |v| format!("{v:.1}")),
+        )
+    }
+}
+
+fn access_request(id: u8, otp: &str, secret: &str) -> Vec<u8> {
+    let auth: [u8; 16] = rand::random();
+    let pw = encode_user_password(otp.as_bytes(), &auth, secret.as_bytes()).unwrap();
+    encode_request(
+        Code::AccessRequest,
+        id,
+        &auth,
+        &[(attr::USER_NAME, b"bench"), (attr::USER_PASSWORD, &pw)],
+        Some(secret.as_bytes()),
     )
-    .unwrap();
-    drop(f);
-    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let bin = radiusd.unwrap_or_else(|| {
-        std::env::current_exe()
-            .unwrap()
-            .with_file_name("sxs-radiusd")
-    });
-    let mut child = Command::new(&bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let target: SocketAddr = line
-        .trim()
-        .strip_prefix("sxs-radiusd listening on ")
-        .unwrap_or_else(|| panic!("sxs-radiusd did not start: {line:?}"))
-        .parse()
-        .unwrap();
+    .unwrap()
+}
+
+/// Keeps `load.in_flight` Access-Requests for user `bench` in flight at `target` for one
+/// second of warm-up and `load.seconds` measured; `pid` (the server) for CPU and RSS.
+async fn measure(
+    sim: &Arc<SimHandle>,
+    target: SocketAddr,
+    secret: &str,
+    load: LoadArgs,
+    pid: Option<u32>,
+) -> Figures {
+    let secret: Arc<str> = Arc::from(secret);
     let otp = Arc::new(Mutex::new(sim.current_otp("bench").unwrap()));
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     // Up to 250 outstanding identifiers per socket.
+    let in_flight = load.in_flight.max(1);
     let per_socket = in_flight.clamp(1, 250);
     let sockets = in_flight.div_ceil(per_socket);
     let mut tasks = Vec::new();
@@ -241,6 +526,7 @@ async fn radius(
         let window = per_socket.min(in_flight - s * per_socket);
         tasks.push(tokio::spawn(drive(
             target,
+            secret.clone(),
             window,
             otp.clone(),
             stop.clone(),
@@ -259,12 +545,14 @@ async fn radius(
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu_before = pid.and_then(cpu_ms);
     measuring.store(true, Ordering::Relaxed);
     let start = Instant::now();
-    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    tokio::time::sleep(Duration::from_secs(load.seconds)).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
-    let rss = peak_rss_kib(child.id());
+    let cpu_after = pid.and_then(cpu_ms);
+    let rss = pid.and_then(peak_rss_kib);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     let (mut accepts, mut others, mut lost) = (0u64, 0u64, 0u64);
@@ -276,17 +564,76 @@ async fn radius(
         lost += r.lost;
     }
     refresher.await.unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
     latencies.sort_unstable();
+    let answered = latencies.len() as f64;
+    Figures {
+        req_s: answered / elapsed,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        accepts,
+        others,
+        lost,
+        cpu_ms_per_req: match (cpu_before, cpu_after) {
+            (Some(b), Some(a)) if answered > 0.0 => Some((a - b) / answered),
+            _ => None,
+        },
+        peak_rss_mib: rss.map(|k| k as f64 / 1024.0),
+    }
+}
+
+/// FreeRADIUS + rlm_rest and sxs-radiusd, one after the other, on the same simulator and load.
+async fn peer(
+    seconds: u64,
+    in_flight_fast: usize,
+    in_flight_slow: usize,
+    freeradius_bin: &Path,
+    radiusd_bin: Option<PathBuf>,
+) {
+    let mut rows = Vec::new();
+    for (latency_ms, in_flight) in [(0, in_flight_fast), (100, in_flight_slow)] {
+        let load = LoadArgs { in_flight, seconds };
+        let sim = Arc::new(start_sim("127.0.0.1:0".parse().unwrap(), latency_ms).await);
+        let mut fr = Server::freeradius(freeradius_bin, &sim).await;
+        let theirs = measure(&sim, fr.addr, SECRET, load, Some(fr.child.id())).await;
+        fr.stop();
+        println!(
+            "freeradius+rlm_rest, {latency_ms} ms SxS, {in_flight} in flight: {}",
+            theirs.line()
+        );
+        let mut ours = Server::radiusd(radiusd_bin.clone(), &sim, "auto", load);
+        let mine = measure(&sim, ours.addr, SECRET, load, Some(ours.child.id())).await;
+        ours.stop();
+        println!(
+            "sxs-radiusd,         {latency_ms} ms SxS, {in_flight} in flight: {}",
+            mine.line()
+        );
+        rows.push((latency_ms, in_flight, theirs, mine));
+    }
+    println!();
     println!(
-        "radius: {in_flight} in flight, SxS latency {latency_ms} ms, sxs.max_connections {max_connections}, {elapsed:.1} s: {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms; {accepts} accepts, {others} other answers, {lost} lost; sxs-radiusd peak RSS {} MiB",
-        latencies.len() as f64 / elapsed,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
-        rss.map(|k| format!("{:.1}", k as f64 / 1024.0)).unwrap_or_else(|| "?".into()),
+        "| SxS latency | in flight | server | req/s | p50 | p99 | lost | CPU-ms/req | peak RSS |"
     );
+    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or_else(|| "?".into(), |v| format!("{v:.digits$}"));
+    for (latency_ms, in_flight, theirs, mine) in &rows {
+        for (name, f) in [("FreeRADIUS 3.2 + rlm_rest", theirs), ("sxs-radiusd", mine)] {
+            println!(
+                "| {latency_ms} ms | {in_flight} | {name} | {:.0} | {:.1} ms | {:.1} ms | {} | {} | {} MiB |",
+                f.req_s, f.p50_ms, f.p99_ms, f.lost, opt(f.cpu_ms_per_req, 4), opt(f.peak_rss_mib, 1)
+            );
+        }
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+            _ => "?".into(),
+        };
+        println!(
+            "| {latency_ms} ms | {in_flight} | **ratio sxs-radiusd / FreeRADIUS** | {} | | | | {} | {} |",
+            ratio(Some(mine.req_s), Some(theirs.req_s)),
+            ratio(mine.cpu_ms_per_req, theirs.cpu_ms_per_req),
+            ratio(mine.peak_rss_mib, theirs.peak_rss_mib),
+        );
+    }
 }
 
 #[derive(Default)]
@@ -301,6 +648,7 @@ struct DriveResult {
 /// after its answer (or after 5 s, counted lost).
 async fn drive(
     target: SocketAddr,
+    secret: Arc<str>,
     window: usize,
     otp: Arc<Mutex<String>>,
     stop: Arc<AtomicBool>,
@@ -321,17 +669,8 @@ async fn drive(
             }
             let id = next_id;
             next_id = next_id.wrapping_add(1);
-            let auth: [u8; 16] = rand::random();
             let code = otp.lock().unwrap().clone();
-            let pw = encode_user_password(code.as_bytes(), &auth, SECRET.as_bytes()).unwrap();
-            let pkt = encode_request(
-                Code::AccessRequest,
-                id,
-                &auth,
-                &[(attr::USER_NAME, b"bench"), (attr::USER_PASSWORD, &pw)],
-                Some(SECRET.as_bytes()),
-            )
-            .unwrap();
+            let pkt = access_request(id, &code, &secret);
             if sock.send(&pkt).await.is_err() {
                 break;
             }
