@@ -133,6 +133,36 @@ fn unavailable_exits_3_and_names_the_server() {
         "{}",
         run.stdout
     );
+    // Issue #12 defect 9: with one server there is no "next one" to try.
+    assert!(
+        run.stderr
+            .contains("SxS server not reachable; no other server to try"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("trying the next one"),
+        "{}",
+        run.stderr
+    );
+    // With two, the first failure says the next one is tried, the last says there is none.
+    let run = sxsctl(
+        &sim.config_for(&[dead.clone(), dead_url()], None, ""),
+        &["otp", "check", "alice", "123456"],
+    );
+    run.expect(3);
+    assert_eq!(
+        run.stderr.matches("trying the next one").count(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("no other server to try").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
