@@ -49,19 +49,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // Log lines are written by a thread of their own, so a request never waits on stderr
-    // (journald, a pipe, a terminal); lines queued while it writes go out together in one
-    // write. Not lossy: when 128 000 lines are queued, loggers wait rather than drop one. The
-    // guard flushes what is queued when `main` returns.
-    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("sxs-radiusd-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
     tracing_subscriber::fmt()
-        .with_writer(writer)
+        .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
