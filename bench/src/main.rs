@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod freeradius;
+mod soak;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -91,6 +92,25 @@ enum Cmd {
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
+    /// sxs-radiusd at full speed with retransmissions and malformed datagrams; exits 1 on a
+    /// wrong answer, a lost request, a second SxS call for one request, or growing memory.
+    Soak {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Requests kept in flight.
+        #[arg(long, default_value_t = 256)]
+        in_flight: usize,
+        /// Percentage of requests retransmitted (0-50 ms after the first send).
+        #[arg(long, default_value_t = 10)]
+        retransmit_pct: u32,
+        /// Malformed datagrams, as a percentage of the requests in flight, every millisecond.
+        #[arg(long, default_value_t = 5)]
+        malformed_pct: u32,
+        /// The sxs-radiusd binary (default: next to this one).
+        #[arg(long)]
+        radiusd: Option<PathBuf>,
+    },
     /// validateOtp calls per second against the simulator.
     Sim {
         #[arg(long, default_value_t = 64)]
@@ -161,6 +181,22 @@ fn main() {
             &freeradius,
             radiusd,
         )),
+        Cmd::Soak {
+            seconds,
+            in_flight,
+            retransmit_pct,
+            malformed_pct,
+            radiusd,
+        } => {
+            let ok = rt.block_on(soak::soak(
+                seconds,
+                in_flight,
+                retransmit_pct,
+                malformed_pct,
+                radiusd,
+            ));
+            std::process::exit(if ok { 0 } else { 1 });
+        }
         Cmd::Sim {
             concurrency,
             seconds,
