@@ -22,6 +22,9 @@ packages=(
   slapd freeradius freeradius-common
   # the recipes of docs/radiusd.md, run as written (radiusd/tests/it/recipes.rs)
   libpam-radius-auth
+  # the shared store of several sxs-radiusd instances (radiusd/tests/it/shared.rs); the
+  # tests start their own on a free loopback port, the packaged service stays unused
+  redis-server
 )
 missing=()
 for p in "${packages[@]}"; do

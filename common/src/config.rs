@@ -22,7 +22,7 @@ use crate::secret::Secret;
 mod connections;
 mod push;
 pub use connections::{ConnectionLimit, AUTO_CAP};
-pub use push::{HttpSettings, PushSettings, SharedSettings};
+pub use push::{redacted_url, HttpSettings, PushSettings, SharedSettings};
 mod first_factor;
 pub use first_factor::{
     FirstFactorKind, FirstFactorSettings, LdapBind, LdapGroups, LdapSettings, PasswordOtp,

@@ -10,8 +10,9 @@ use crate::error::{Error, Result};
 /// Longest login name accepted.
 pub const MAX_USER_LEN: usize = 256;
 
-/// What is sent to SxS for one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What is sent to SxS for one user. Serde: a pending approval in the shared store records it
+/// (names and serials only, nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// The normalised login name (for logs and policy).
     pub user: String,

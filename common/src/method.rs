@@ -15,8 +15,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// One authentication method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One authentication method. Serialised by its [`Method::as_str`] name (a pending approval
+/// in the shared store records it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Method {
     Otp,

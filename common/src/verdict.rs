@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-/// What SxS (or any [`crate::Verifier`]) said about one OTP.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What SxS (or any [`crate::Verifier`]) said about one OTP. Serde: the shared approval store
+/// carries a verdict from the instance that checked it to the one that waits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     /// SxS validated the OTP. Only ever built from a well-formed success response.
     Accept { token_sn: String, user_id: String },

@@ -8,7 +8,7 @@
 //! (checked at once in `otp` mode, after an Access-Challenge in `challenge` mode).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::{Policy, RadiusMode};
@@ -18,8 +18,9 @@ use common::{
 };
 
 use crate::first_factor::Factors;
+use crate::redeem::Redemptions;
 use crate::reply::Attributes;
-use crate::state::{Context, StateSigner, UsedStates};
+use crate::state::{Context, StateError, StateSigner};
 
 /// Longest Reply-Message the handler builds for an SMS or MAC challenge (the size budget
 /// reserves room for it before SxS is asked).
@@ -102,8 +103,8 @@ pub struct SxsHandler<V> {
     pub mode: RadiusMode,
     pub challenge_prompt: String,
     pub signer: Option<StateSigner>,
-    /// Redeemed challenge States; kept across reloads by the server.
-    pub used_states: Arc<Mutex<UsedStates>>,
+    /// Redeemed challenge States (this process, or the shared store); kept across reloads.
+    pub used_states: Redemptions,
     pub state_ttl: Duration,
     pub clock: Arc<dyn UnixClock>,
     /// SMS sends per user; kept across reloads by the server.
@@ -250,18 +251,23 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             return state_rejected(user, "no-state-key", "no_state_key");
         };
         let now = self.clock.now_unix();
-        let redeemed = match self.used_states.lock() {
-            Ok(mut used) => signer.redeem(
-                &mut used,
+        let redeemed = self
+            .used_states
+            .redeem(
+                signer,
                 state,
                 user.as_bytes(),
                 request.client.as_bytes(),
                 now,
-            ),
-            Err(_) => return outcome(Reply::Reject, user, "state-cache-poisoned"),
-        };
+            )
+            .await;
         let nonce = match redeemed {
             Ok(nonce) => nonce,
+            Err(e @ StateError::Store(_)) => {
+                tracing::error!(user, client = request.client, error = %e,
+                    "challenge State refused: the shared store is unreachable (fail closed)");
+                return state_rejected(user, "state-store-unavailable", e.reason());
+            }
             Err(e) => {
                 tracing::info!(user, client = request.client, error = %e, "challenge State refused");
                 return state_rejected(user, "bad-state", e.reason());
@@ -355,6 +361,12 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             }
             crate::push::Ended::Timeout => {
                 outcome(Reply::Reject, user, "push-timeout").with_method(Method::Push)
+            }
+            // The store's failure is not SxS's: failmode does not apply, the login is refused.
+            crate::push::Ended::StoreFailed(e) => {
+                tracing::error!(user, client, error = %e,
+                    "push refused: the approval store failed while the login waited (fail closed)");
+                outcome(Reply::Reject, user, "push-store-unavailable").with_method(Method::Push)
             }
         }
     }
@@ -598,7 +610,9 @@ mod tests {
             mode: r.mode,
             challenge_prompt: r.challenge_prompt,
             signer: r.state_key.map(|k| StateSigner::new(k.expose()).unwrap()),
-            used_states: Arc::new(Mutex::new(UsedStates::new(1000))),
+            used_states: Redemptions::Local(Arc::new(std::sync::Mutex::new(
+                crate::state::UsedStates::new(1000),
+            ))),
             state_ttl: r.state_ttl,
             clock: clock.clone(),
             sms_limiter: Arc::new(common::sms::MemoryLimiter::new(

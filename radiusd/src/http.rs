@@ -282,8 +282,15 @@ impl<V: Verifier + 'static> Door<V> {
             }
             _ => (Approval::Denied, "denied"),
         };
+        if let Err(e) = self.store.finish(id, approval).await {
+            tracing::error!(user, origin = pending.origin, error = %e,
+                "push callback not delivered: the approval store failed (the login is refused)");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "approval store unavailable",
+            );
+        }
         tracing::info!(user, origin = pending.origin, status, "push callback");
-        self.store.finish(id, approval).await;
         respond(StatusCode::OK, serde_json::json!({ "status": status }))
     }
 }
@@ -370,15 +377,14 @@ impl<V: Verifier + 'static> Door<V> {
             .is_some_and(|sn| sn != serial)
         {
             tracing::warn!(user, %peer, "DP4Mobile response from another authenticator than the user's");
-            self.store
-                .finish(
-                    &pending.id,
-                    Approval::Checked(common::Verdict::Reject {
-                        code: "local:serial-mismatch".into(),
-                        message: "the response came from another authenticator".into(),
-                    }),
-                )
-                .await;
+            let refused = Approval::Checked(common::Verdict::Reject {
+                code: "local:serial-mismatch".into(),
+                message: "the response came from another authenticator".into(),
+            });
+            if let Err(e) = self.store.finish(&pending.id, refused).await {
+                // The waiting login is refused either way (at its timeout at the latest).
+                tracing::error!(user, error = %e, "DP4Mobile refusal not delivered: the approval store failed");
+            }
             return dp4(
                 StatusCode::OK,
                 RET_REJECTED,
@@ -403,9 +409,19 @@ impl<V: Verifier + 'static> Door<V> {
             code = verdict.code().unwrap_or(""),
             "DP4Mobile response"
         );
-        self.store
+        if let Err(e) = self
+            .store
             .finish(&pending.id, Approval::Checked(verdict))
-            .await;
+            .await
+        {
+            tracing::error!(user, origin = pending.origin, error = %e,
+                "DP4Mobile response not delivered: the approval store failed (the login is refused)");
+            return dp4(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RET_UNAVAILABLE,
+                "Service temporarily unavailable",
+            );
+        }
         dp4(StatusCode::OK, ret, message)
     }
 }

@@ -12,12 +12,13 @@ use common::config::{Config, LoadOptions};
 use common::sim::{self, SeedUser, SimOptions};
 use common::sms::MemoryLimiter;
 use common::{IdentityMapper, SxsClient};
-use radiusd::approval::{ApprovalStore, CallbackSigner, MemoryStore};
+use radiusd::approval::{ApprovalStore, CallbackSigner, MemoryStore, RedisStore};
 use radiusd::clients::ClientTable;
 use radiusd::handler::{PushSetup, SxsHandler, SystemUnixClock};
 use radiusd::http::Door;
 use radiusd::metrics::{self, Metrics};
 use radiusd::pamsock::PamDoor;
+use radiusd::redeem::Redemptions;
 use radiusd::server::{self, Runtime, Server};
 use radiusd::state::{StateSigner, UsedStates};
 use radiusd::tls::{self, TlsRuntime};
@@ -126,14 +127,65 @@ impl ConfigSource {
 
 type SxsRuntime = Runtime<SxsHandler<SxsClient>>;
 
-/// What outlives a configuration reload: redeemed States, SMS send counts, waiting pushes.
+/// What outlives a configuration reload: redeemed States, SMS send counts, waiting pushes
+/// (in process, or in the shared store, whose `[shared] redis_url` is read at start only).
 #[derive(Debug)]
 struct Kept {
-    used: Arc<Mutex<UsedStates>>,
+    used: Redemptions,
     sms: Arc<MemoryLimiter>,
     approvals: ApprovalStore,
     /// Counters keep counting across reloads.
     metrics: Arc<Metrics>,
+    redis_url: Option<common::Secret>,
+}
+
+impl Kept {
+    /// In process, or — with `[shared] redis_url` — in Redis, which must answer now.
+    async fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Kept, String> {
+        let sms = Arc::new(MemoryLimiter::new(cfg.sms.max_per_user, cfg.sms.window));
+        let redis_url = cfg.shared.redis_url.clone();
+        let Some(url) = &redis_url else {
+            return Ok(Kept {
+                used: Redemptions::Local(Arc::new(Mutex::new(UsedStates::new(1_000_000)))),
+                sms,
+                approvals: ApprovalStore::Memory(MemoryStore::new(
+                    cfg.push.max_pending_per_user,
+                    cfg.push.max_pending,
+                )),
+                redis_url,
+                metrics,
+            });
+        };
+        let store = RedisStore::connect(url, cfg.push.max_pending_per_user, cfg.push.max_pending)
+            .await
+            .map_err(|e| {
+                format!(
+                    "{}: key `shared.redis_url`: {e} (sxs-radiusd does not start without the store it shares with the other instances)",
+                    cfg.source
+                )
+            })?;
+        tracing::info!(
+            url = store.url(),
+            "pending approvals and challenge State single use are shared through Redis"
+        );
+        Ok(Kept {
+            used: Redemptions::Shared(store.clone()),
+            sms,
+            approvals: ApprovalStore::Redis(store),
+            redis_url,
+            metrics,
+        })
+    }
+
+    /// Says so when a reload asks for another shared store: that takes a restart.
+    fn warn_if_store_changed(&self, cfg: &Config) {
+        let new = cfg.shared.redis_url.as_ref().map(common::Secret::expose);
+        if new != self.redis_url.as_ref().map(common::Secret::expose) {
+            tracing::warn!(
+                "shared.redis_url changed: it takes effect at the next restart; the running store is kept"
+            );
+        }
+    }
 }
 
 fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
@@ -198,16 +250,7 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
     let cfg = source.load()?;
     let metrics_listen = cfg.metrics.as_ref().map(|m| m.listen);
     let metrics = Arc::new(Metrics::new());
-    let kept = Kept {
-        used: Arc::new(Mutex::new(UsedStates::new(1_000_000))),
-        sms: Arc::new(MemoryLimiter::new(cfg.sms.max_per_user, cfg.sms.window)),
-        approvals: ApprovalStore::Memory(MemoryStore::new(
-            cfg.push.max_pending_per_user,
-            cfg.push.max_pending,
-        )),
-        metrics: metrics.clone(),
-    };
-    let used = kept.used.clone();
+    let kept = Kept::new(&cfg, metrics.clone()).await?;
     let http = cfg.http.clone();
     let push_socket = cfg.push.socket.clone();
     let rt = build_runtime(cfg, &kept)?;
@@ -302,6 +345,7 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
                 match source.load().and_then(|cfg| {
                     kept.sms.set_limits(cfg.sms.max_per_user, cfg.sms.window);
+                    kept.warn_if_store_changed(&cfg);
                     build_runtime(cfg, &kept)
                 }) {
                     Ok(new) => {
@@ -329,8 +373,10 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                if let Ok(mut u) = used.lock() {
-                    u.purge(now);
+                if let Redemptions::Local(used) = &kept.used {
+                    if let Ok(mut u) = used.lock() {
+                        u.purge(now);
+                    }
                 }
             }
         }
@@ -465,6 +511,15 @@ async fn check_config(path: &Path) -> Result<ExitCode, String> {
     }
     if let Some(m) = &cfg.metrics {
         println!("metrics: http://{}/metrics", m.listen);
+    }
+    if let Some(url) = &cfg.shared.redis_url {
+        match RedisStore::connect(url, cfg.push.max_pending_per_user, cfg.push.max_pending).await {
+            Ok(store) => println!("shared ok   Redis {} (PING, subscription)", store.url()),
+            Err(e) => {
+                println!("shared DOWN key `shared.redis_url`: {e}");
+                ok = false;
+            }
+        }
     }
     let client = SxsClient::new(&cfg.sxs).map_err(|e| e.to_string())?;
     for r in client.health_check().await {

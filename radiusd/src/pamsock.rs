@@ -23,7 +23,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use crate::approval::Approval;
 use crate::handler::SxsHandler;
 use crate::push::Ended;
 
@@ -244,11 +243,7 @@ impl<V: Verifier + 'static> PamDoor<V> {
                             send(write, &Event::Challenge { challenge }).await;
                             let mut probe = [0u8; 1];
                             tokio::select! {
-                                got = waiter.wait(setup.timeout) => match got {
-                                    Some(Approval::Checked(v)) => Ended::Checked(v),
-                                    Some(Approval::Denied) => Ended::Denied,
-                                    None => Ended::Timeout,
-                                },
+                                got = waiter.wait(setup.timeout) => crate::push::ended_of(got),
                                 _ = reader.read(&mut probe) => return None,
                             }
                         }
@@ -300,6 +295,9 @@ fn not_configured() -> Done {
 pub fn done_of(ended: Ended) -> Done {
     match ended {
         Ended::Refused(e) => Done::with(Outcome::Refused, "local:push-refused", e.to_string()),
+        Ended::StoreFailed(e) => {
+            Done::with(Outcome::Refused, "local:store-unavailable", e.to_string())
+        }
         Ended::NotStarted(v) | Ended::Checked(v) => match v {
             Verdict::Accept { .. } => Done::new(Outcome::Accept),
             Verdict::Reject { code, message } => Done::with(Outcome::Reject, code, message),

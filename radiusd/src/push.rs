@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{Identity, Method, Verdict, Verifier};
 
-use crate::approval::{new_id, Approval, CreateError, Pending, Waiter};
+use crate::approval::{new_id, Approval, CreateError, Pending, StoreError, Waiter};
 use crate::handler::PushSetup;
 
 /// How a push ended.
@@ -24,6 +24,8 @@ pub enum Ended {
     Denied,
     /// No callback within `push.timeout`.
     Timeout,
+    /// The shared approval store failed while the login waited: refuse (never SxS's failmode).
+    StoreFailed(StoreError),
 }
 
 /// A push SxS took, waiting for its callback.
@@ -75,11 +77,17 @@ pub async fn start<V: Verifier>(
 impl Started {
     /// Waits for the callback, up to `push.timeout`.
     pub async fn wait(self) -> Ended {
-        match self.waiter.wait(self.timeout).await {
-            Some(Approval::Checked(verdict)) => Ended::Checked(verdict),
-            Some(Approval::Denied) => Ended::Denied,
-            None => Ended::Timeout,
-        }
+        ended_of(self.waiter.wait(self.timeout).await)
+    }
+}
+
+/// How a wait for an approval (push or out-of-band) ended.
+pub fn ended_of(waited: Result<Option<Approval>, StoreError>) -> Ended {
+    match waited {
+        Ok(Some(Approval::Checked(verdict))) => Ended::Checked(verdict),
+        Ok(Some(Approval::Denied)) => Ended::Denied,
+        Ok(None) => Ended::Timeout,
+        Err(e) => Ended::StoreFailed(e),
     }
 }
 

@@ -5,7 +5,8 @@
 //! server instance would have to share, the State carries its own expiry and a nonce and is
 //! signed with HMAC-SHA256 under a key all instances share, bound to the user and client it
 //! was issued for. Any instance with the key can then verify it. Replay is refused per
-//! instance by [`UsedStates`].
+//! instance by [`UsedStates`], or across instances through the shared store
+//! ([`crate::redeem`]).
 //!
 //! Wire layout (42 octets, fits the 253-octet attribute):
 //! `version (1) ‖ context (1) ‖ expiry unix seconds (8, big-endian) ‖ nonce (16) ‖ tag (16)`,
@@ -120,6 +121,10 @@ pub enum StateError {
     /// error so issuing has no panic path.
     #[error("HMAC-SHA256 could not be keyed with the State key")]
     HmacUnavailable,
+    /// The shared store (`[shared] redis_url`) that records single use could not be asked:
+    /// reject (a State is never accepted without being marked used).
+    #[error("State single use could not be recorded: {0}")]
+    Store(String),
     /// Too many unexpired States are remembered to take one more; refused rather than
     /// forgetting one, which would allow its replay. Reject; the user starts over.
     #[error("replay cache is full ({capacity} unexpired States); State refused")]
@@ -139,6 +144,7 @@ impl StateError {
             StateError::Expired { .. } => "expired",
             StateError::Replayed => "replayed",
             StateError::ReplayCacheFull { .. } => "replay_cache_full",
+            StateError::Store(_) => "store_unavailable",
         }
     }
 }
@@ -357,8 +363,10 @@ impl StateSigner {
 /// The nonces of States already redeemed on this instance, each kept until its State expires,
 /// so a State is accepted at most once per instance. Bounded: when `capacity` unexpired
 /// nonces are held, further redemptions fail with [`StateError::ReplayCacheFull`] (fail
-/// closed) instead of forgetting one. Not shared between instances: with several instances a
-/// State could be redeemed once on each, which the OTP itself (single use at SxS) still stops.
+/// closed) instead of forgetting one. Not shared between instances: with several instances and
+/// no `[shared] redis_url` a State could be redeemed once on each (the OTP itself, single use
+/// at SxS, still stops a second login); with it, [`crate::redeem::Redemptions::Shared`] records
+/// single use in Redis instead.
 #[derive(Debug)]
 pub struct UsedStates {
     by_nonce: HashMap<[u8; NONCE_LEN], u64>,

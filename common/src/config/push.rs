@@ -73,8 +73,23 @@ pub struct PushSettings {
 /// `[shared]`: a store several instances share.
 #[derive(Debug, Clone, Default)]
 pub struct SharedSettings {
-    /// Redis or Valkey (`redis://host:port/db`, `rediss://` for TLS); absent: in process.
-    pub redis_url: Option<String>,
+    /// Redis or Valkey (`redis://host:port/db`, `rediss://` for TLS); absent: in process. A
+    /// [`Secret`] because it may carry a password (`redis://:PASSWORD@host`); print it with
+    /// [`redacted_url`].
+    pub redis_url: Option<Secret>,
+}
+
+/// `url` without its password, for logs and error messages.
+pub fn redacted_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
+    }
 }
 
 impl Validator<'_> {
@@ -202,7 +217,7 @@ impl Validator<'_> {
             }
         }
         Ok(SharedSettings {
-            redis_url: raw.redis_url,
+            redis_url: raw.redis_url.map(Secret::from),
         })
     }
 }

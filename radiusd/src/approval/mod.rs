@@ -2,27 +2,31 @@
 //! until a door — the HTTP endpoint ([`crate::http`]) for SxS's callback, later the PAM socket —
 //! completes it, exactly once.
 //!
-//! One store, two implementations behind [`ApprovalStore`]: in process ([`memory`]), and a
-//! shared one for several instances. The waiting side creates a [`Pending`] and gets a
-//! [`Waiter`]; the completing side *claims* the pending entry (which succeeds once, for
-//! whoever comes first), does the work (validates the OTP that came with the callback), and
-//! *finishes* it with an [`Approval`], which wakes the waiter. Nothing secret is stored: the
-//! callback's OTP is validated by the side that receives it, and only the verdict travels.
+//! One store, two implementations behind [`ApprovalStore`]: in process ([`memory`]), and
+//! Redis/Valkey shared by several instances ([`redis`], `[shared] redis_url`). The waiting side
+//! creates a [`Pending`] and gets a [`Waiter`]; the completing side *claims* the pending entry
+//! (which succeeds once, for whoever comes first, on any instance), does the work (validates
+//! the OTP that came with the callback), and *finishes* it with an [`Approval`], which wakes
+//! the waiter. Nothing secret is stored: the callback's OTP is validated by the side that
+//! receives it, and only the verdict travels.
 
 pub mod memory;
+pub mod redis;
 
 use std::time::Duration;
 
 use common::{Identity, Method, Verdict};
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
-/// A login waiting for an approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A login waiting for an approval. Serde: the shared store keeps it as JSON (nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
     /// Unguessable (128 random bits, hex).
     pub id: String,
@@ -34,8 +38,8 @@ pub struct Pending {
     pub expires_at: u64,
 }
 
-/// How a pending login ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a pending login ended. Serde: the shared store carries it to the waiting instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Approval {
     /// Approved on the phone; the OTP that came with it was checked with SxS: this verdict.
     Checked(Verdict),
@@ -75,16 +79,24 @@ pub enum ClaimError {
     Backend(String),
 }
 
+/// The shared store could not be asked or did not answer in time (Redis down, unreachable,
+/// or answering nonsense). Fail closed: the login is refused, the callback answered 503.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("approval store: {0}")]
+pub struct StoreError(pub String);
+
 /// The store: in process, or shared.
 #[derive(Debug, Clone)]
 pub enum ApprovalStore {
     Memory(std::sync::Arc<MemoryStore>),
+    Redis(std::sync::Arc<RedisStore>),
 }
 
 /// The waiting side of one pending approval; forgets the entry when dropped unfinished.
 #[derive(Debug)]
 pub enum Waiter {
     Memory(memory::MemoryWaiter),
+    Redis(redis::RedisWaiter),
 }
 
 impl ApprovalStore {
@@ -92,6 +104,7 @@ impl ApprovalStore {
     pub async fn create(&self, pending: Pending, now_unix: u64) -> Result<Waiter, CreateError> {
         match self {
             ApprovalStore::Memory(m) => m.create(pending, now_unix).map(Waiter::Memory),
+            ApprovalStore::Redis(r) => r.create(pending, now_unix).await.map(Waiter::Redis),
         }
     }
 
@@ -99,20 +112,26 @@ impl ApprovalStore {
     pub async fn claim(&self, id: &str, now_unix: u64) -> Result<Pending, ClaimError> {
         match self {
             ApprovalStore::Memory(m) => m.claim(id, now_unix),
+            ApprovalStore::Redis(r) => r.claim(id, now_unix).await,
         }
     }
 
-    /// Completes a claimed entry: its waiter wakes with `approval`.
-    pub async fn finish(&self, id: &str, approval: Approval) {
+    /// Completes a claimed entry: its waiter (on whichever instance) wakes with `approval`.
+    pub async fn finish(&self, id: &str, approval: Approval) -> Result<(), StoreError> {
         match self {
-            ApprovalStore::Memory(m) => m.finish(id, approval),
+            ApprovalStore::Memory(m) => {
+                m.finish(id, approval);
+                Ok(())
+            }
+            ApprovalStore::Redis(r) => r.finish(id, &approval).await,
         }
     }
 
-    /// Entries waiting (for metrics and tests).
+    /// Entries waiting in this process (for metrics and tests).
     pub fn len(&self) -> usize {
         match self {
             ApprovalStore::Memory(m) => m.len(),
+            ApprovalStore::Redis(r) => r.len(),
         }
     }
 
@@ -122,11 +141,13 @@ impl ApprovalStore {
 }
 
 impl Waiter {
-    /// Waits up to `timeout` for the approval; `None` when it did not come in time (the entry
-    /// is then forgotten: a late callback finds nothing).
-    pub async fn wait(self, timeout: Duration) -> Option<Approval> {
+    /// Waits up to `timeout` for the approval; `Ok(None)` when it did not come in time (the
+    /// entry is then forgotten: a late callback finds nothing); `Err` when the shared store
+    /// failed while waiting (refuse the login: the store's failure is never an accept).
+    pub async fn wait(self, timeout: Duration) -> Result<Option<Approval>, StoreError> {
         match self {
-            Waiter::Memory(w) => w.wait(timeout).await,
+            Waiter::Memory(w) => Ok(w.wait(timeout).await),
+            Waiter::Redis(w) => w.wait(timeout).await,
         }
     }
 }

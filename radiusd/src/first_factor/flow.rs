@@ -138,18 +138,21 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             return reject(user, "no-state-key");
         };
         let now = self.clock.now_unix();
-        let redeemed = match self.used_states.lock() {
-            Ok(mut used) => {
-                signer.redeem(&mut used, state, user.as_bytes(), client.as_bytes(), now)
-            }
-            Err(_) => return reject(user, "state-cache-poisoned"),
-        };
+        let redeemed = self
+            .used_states
+            .redeem(signer, state, user.as_bytes(), client.as_bytes(), now)
+            .await;
         match redeemed {
             Ok(nonce) if nonce.context() == AFTER_PASSWORD => {}
             Ok(nonce) => {
                 tracing::info!(user, client, context = ?nonce.context(),
                     "challenge State was not issued after a passed first factor");
                 return reject(user, "bad-state");
+            }
+            Err(e @ crate::state::StateError::Store(_)) => {
+                tracing::error!(user, client, error = %e,
+                    "challenge State refused: the shared store is unreachable (fail closed)");
+                return reject(user, "state-store-unavailable");
             }
             Err(e) => {
                 tracing::info!(user, client, error = %e, "challenge State refused");

@@ -14,3 +14,4 @@ mod push;
 mod radclient;
 mod radsec;
 mod recipes;
+mod shared;

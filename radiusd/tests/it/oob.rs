@@ -152,7 +152,9 @@ fn the_apps_response_completes_the_waiting_login_once() {
     assert_eq!(dtd_valid(&body), "0", "{body}");
     assert!(body.contains("message=\"Operation Successful\""), "{body}");
     match a.rt.block_on(waiter.wait(Duration::from_secs(5))) {
-        Some(Approval::Checked(Verdict::Accept { user_id, .. })) => assert_eq!(user_id, "alice"),
+        Ok(Some(Approval::Checked(Verdict::Accept { user_id, .. }))) => {
+            assert_eq!(user_id, "alice")
+        }
         other => panic!("{other:?}"),
     }
     // The same response again: no login waits for it any more.
@@ -191,7 +193,7 @@ fn wrong_responses_other_authenticators_and_bad_input_never_accept() {
     assert_eq!(dtd_valid(&body), "1", "{body}");
     assert!(matches!(
         a.rt.block_on(waiter.wait(Duration::from_secs(5))),
-        Some(Approval::Checked(Verdict::Reject { .. }))
+        Ok(Some(Approval::Checked(Verdict::Reject { .. })))
     ));
     // The right response from another authenticator than the user's enrolled one.
     let (challenge, waiter) =
@@ -211,7 +213,7 @@ fn wrong_responses_other_authenticators_and_bad_input_never_accept() {
     assert_eq!(dtd_valid(&body), "1", "{body}");
     assert!(matches!(
         a.rt.block_on(waiter.wait(Duration::from_secs(5))),
-        Some(Approval::Checked(Verdict::Reject { .. }))
+        Ok(Some(Approval::Checked(Verdict::Reject { .. })))
     ));
     // Malformed fields: 400, retCode 4, nothing asked.
     for q in [

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 use crate::radclient::{radclient_opts, Reply};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
@@ -29,7 +29,7 @@ fn push_config(sim: &Sim, port: u16, timeout: &str) -> String {
         )
 }
 
-fn curl(args: &[&str]) -> (String, String) {
+pub(crate) fn curl(args: &[&str]) -> (String, String) {
     let out = Command::new("curl")
         .args(["-s", "-w", "\n%{http_code}"])
         .args(args)
@@ -41,7 +41,11 @@ fn curl(args: &[&str]) -> (String, String) {
 }
 
 /// Starts a push login in the background; returns its pending push id and the join handle.
-fn push_login(r: &Radiusd, sim: &Sim, user: &str) -> (String, std::thread::JoinHandle<Reply>) {
+pub(crate) fn push_login(
+    r: &Radiusd,
+    sim: &Sim,
+    user: &str,
+) -> (String, std::thread::JoinHandle<Reply>) {
     push_login_with(r, sim, user, "push")
 }
 
@@ -79,7 +83,7 @@ fn push_login_with(
     }
 }
 
-fn phone(sim: &Sim, id: &str, action: &str, query: &str) -> String {
+pub(crate) fn phone(sim: &Sim, id: &str, action: &str, query: &str) -> String {
     let (body, code) = curl(&[
         "-X",
         "POST",
