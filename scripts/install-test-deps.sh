@@ -34,10 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
-  # The tests run their own radsecproxy; the package's service (where systemd runs) would
-  # only hold UDP 1812.
-  if [[ " ${missing[*]} " == *" radsecproxy "* ]] && command -v systemctl >/dev/null \
-     && systemctl is-system-running >/dev/null 2>&1; then
-    systemctl disable --now radsecproxy.service || true
+  # The tests run their own radsecproxy, freeradius, slapd and redis-server on free loopback
+  # ports; the packages' services (where systemd runs) would only hold 1812, 389 and 6379.
+  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+    for svc in radsecproxy freeradius slapd redis-server; do
+      if [[ " ${missing[*]} " == *" $svc "* ]]; then
+        systemctl disable --now "$svc.service" || true
+      fi
+    done
   fi
 fi
