@@ -267,8 +267,9 @@ struct CallbackOptions {
     #[serde(default)]
     bad_signature: Option<bool>,
     /// Send the callback of another push id (a cross-request test) — the id in the path.
+    /// (Ids are digits: the query parser reads them as numbers.)
     #[serde(default)]
-    other_id: Option<String>,
+    other_id: Option<serde_json::Value>,
 }
 
 /// A running simulator; dropping it stops the server.
@@ -1303,7 +1304,29 @@ impl SimState {
         };
         let mut url = record.callback.clone();
         if let Some(other) = &opts.other_id {
-            url = url.replace(&format!("/{id}"), &format!("/{other}"));
+            // Another push's callback location carrying this push's signature.
+            let other = match other {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            let Some(target) = lock(&self.pushes)
+                .iter()
+                .find(|p| p.id == other)
+                .map(|p| p.callback.clone())
+            else {
+                return json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!("no push {other}")}),
+                );
+            };
+            let mine = url
+                .split_once("sig=")
+                .map(|(_, s)| s.to_string())
+                .unwrap_or_default();
+            url = match target.split_once("sig=") {
+                Some((head, _)) => format!("{head}sig={mine}"),
+                None => target,
+            };
         }
         if opts.bad_signature.unwrap_or(false) {
             url = match url.split_once("sig=") {

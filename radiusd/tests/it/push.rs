@@ -241,3 +241,59 @@ fn push_callback_over_https() {
         reply.output
     );
 }
+
+/// The NAS retransmits a held request: the in-flight entry absorbs it and no second push is
+/// started. A callback carrying another push's id (with this push's signature) changes
+/// nothing: each location is signed for its own id.
+#[test]
+fn retransmissions_start_no_second_push_and_another_pushs_id_is_refused() {
+    let sim = Sim::start();
+    let port = free_port();
+    let r = Radiusd::start(&push_config(&sim, port, "20s"), "127.0.0.1:0");
+    let target = r.target();
+    let retrying = std::thread::spawn(move || {
+        radclient_opts(
+            &target,
+            "auth",
+            SECRET,
+            "User-Name = \"alice\"\nUser-Password = \"push\"\nMessage-Authenticator = 0x00\n",
+            &["-t", "1", "-r", "10"],
+        )
+    });
+    let started = Instant::now();
+    let alice = loop {
+        if let Some(p) = sim.handle.pending_pushes("alice").first() {
+            break p.id.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", r.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    r.wait_for_log("retransmission of a request in flight dropped");
+    let (bob, bob_login) = push_login(&r, &sim, "bob");
+    // Alice's signature on bob's id: refused; bob's login is untouched.
+    let crossed = phone(&sim, &alice, "approve", &format!("?other_id={bob}"));
+    assert!(crossed.contains("[403]"), "{crossed}");
+    phone(&sim, &bob, "deny", "");
+    let reply = bob_login.join().unwrap();
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Reject"),
+        "{}",
+        reply.output
+    );
+    // Alice's own approval still completes her held (and retransmitted) request, once.
+    let answered = phone(&sim, &alice, "approve", "");
+    assert!(answered.contains("[200]"), "{answered}");
+    let reply = retrying.join().unwrap();
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Accept"),
+        "{}",
+        reply.output
+    );
+    assert_eq!(
+        sim.handle.stats().start_push,
+        2,
+        "one push per distinct request"
+    );
+}
