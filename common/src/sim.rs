@@ -1079,6 +1079,37 @@ impl SimState {
         }
     }
 
+    /// An exception answer in `wrapper`, counted as a reject.
+    fn reject(&self, wrapper: &str, code: &str, message: &str) -> Resp {
+        self.stats.rejects.fetch_add(1, Ordering::Relaxed);
+        soap_exception(wrapper, soap::NS_AUTH, code, message)
+    }
+
+    /// The request element of `m` in `body` and the answer's wrapper name, or the reject for a
+    /// request that is malformed or names an unknown application profile.
+    fn method_request(
+        &self,
+        body: &[u8],
+        m: &crate::config::SxsMethod,
+    ) -> Result<(Element, String), Box<Resp>> {
+        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
+        let Some(req) = request_element(body, &m.request) else {
+            return Err(Box::new(self.reject(
+                &wrapper,
+                codes::BAD_REQUEST,
+                "malformed request",
+            )));
+        };
+        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
+            Some(p) if self.profile_ok(p) => Ok((req, wrapper)),
+            _ => Err(Box::new(self.reject(
+                &wrapper,
+                codes::BAD_REQUEST,
+                "unknown or missing applicationProfileName",
+            ))),
+        }
+    }
+
     fn profile_ok(&self, profile: &str) -> bool {
         let m = &self.opts.methods;
         profile == "OTP_APP"
@@ -1143,23 +1174,11 @@ impl SimState {
 
     fn send_sms(&self, body: &[u8]) -> Resp {
         let m = &self.opts.methods.send_sms;
-        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
-        let reject = |code: &str, message: &str| {
-            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
-            soap_exception(&wrapper, soap::NS_AUTH, code, message)
+        let (req, wrapper) = match self.method_request(body, m) {
+            Ok(r) => r,
+            Err(resp) => return *resp,
         };
-        let Some(req) = request_element(body, &m.request) else {
-            return reject(codes::BAD_REQUEST, "malformed request");
-        };
-        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
-            Some(p) if self.profile_ok(p) => {}
-            _ => {
-                return reject(
-                    codes::BAD_REQUEST,
-                    "unknown or missing applicationProfileName",
-                )
-            }
-        }
+        let reject = |code: &str, message: &str| self.reject(&wrapper, code, message);
         let now = self.now_unix();
         let mut store = lock(&self.store);
         let uid = match Self::resolve_user(&store, &req) {
@@ -1203,23 +1222,11 @@ impl SimState {
 
     fn start_push(&self, body: &[u8]) -> Resp {
         let m = &self.opts.methods.start_push;
-        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
-        let reject = |code: &str, message: &str| {
-            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
-            soap_exception(&wrapper, soap::NS_AUTH, code, message)
+        let (req, wrapper) = match self.method_request(body, m) {
+            Ok(r) => r,
+            Err(resp) => return *resp,
         };
-        let Some(req) = request_element(body, &m.request) else {
-            return reject(codes::BAD_REQUEST, "malformed request");
-        };
-        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
-            Some(p) if self.profile_ok(p) => {}
-            _ => {
-                return reject(
-                    codes::BAD_REQUEST,
-                    "unknown or missing applicationProfileName",
-                )
-            }
-        }
+        let reject = |code: &str, message: &str| self.reject(&wrapper, code, message);
         let text = |n: &str| req.child(n).map(|e| e.text.clone()).unwrap_or_default();
         let (input, callback) = (text(&m.input_element), text(&m.callback_element));
         if input.is_empty() || reqwest::Url::parse(&callback).is_err() {
@@ -1382,23 +1389,11 @@ impl SimState {
 
     fn validate_mac(&self, body: &[u8]) -> Resp {
         let m = &self.opts.methods.validate_mac;
-        let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
-        let reject = |code: &str, message: &str| {
-            self.stats.rejects.fetch_add(1, Ordering::Relaxed);
-            soap_exception(&wrapper, soap::NS_AUTH, code, message)
+        let (req, wrapper) = match self.method_request(body, m) {
+            Ok(r) => r,
+            Err(resp) => return *resp,
         };
-        let Some(req) = request_element(body, &m.request) else {
-            return reject(codes::BAD_REQUEST, "malformed request");
-        };
-        match req.child("applicationProfileName").map(|e| e.text.as_str()) {
-            Some(p) if self.profile_ok(p) => {}
-            _ => {
-                return reject(
-                    codes::BAD_REQUEST,
-                    "unknown or missing applicationProfileName",
-                )
-            }
-        }
+        let reject = |code: &str, message: &str| self.reject(&wrapper, code, message);
         let text = |n: &str| req.child(n).map(|e| e.text.clone()).unwrap_or_default();
         let (mac, input) = (text(&m.mac_element), text(&m.input_element));
         if mac.is_empty() || input.is_empty() {

@@ -61,6 +61,18 @@ fn leaf(out: &mut String, indent: usize, name: &str, value: &str) {
     );
 }
 
+/// The identity and profile every authentication request ends with, in the vendor samples'
+/// order: `TokenSN`, `applicationProfileName`, `UserID`.
+fn identity_tail(out: &mut String, token_sn: Option<&str>, profile: &str, user_id: Option<&str>) {
+    if let Some(sn) = token_sn {
+        leaf(out, 6, "TokenSN", sn);
+    }
+    leaf(out, 6, "applicationProfileName", profile);
+    if let Some(uid) = user_id {
+        leaf(out, 6, "UserID", uid);
+    }
+}
+
 /// The `validateOtp` request. The OTP is written straight into a zeroizing buffer.
 ///
 /// Element order follows the vendor's samples: `otp`, `TokenSN`, `applicationProfileName`,
@@ -78,13 +90,7 @@ pub fn validate_otp_request(
     body.push_str("      <otp>");
     body.push_str(&otp_text);
     body.push_str("</otp>\n");
-    if let Some(sn) = token_sn {
-        leaf(&mut body, 6, "TokenSN", sn);
-    }
-    leaf(&mut body, 6, "applicationProfileName", application_profile);
-    if let Some(uid) = user_id {
-        leaf(&mut body, 6, "UserID", uid);
-    }
+    identity_tail(&mut body, token_sn, application_profile, user_id);
     body.push_str("    </aut:validateOtpRequest>\n");
     let body = zeroize::Zeroizing::new(body);
     zeroize::Zeroizing::new(envelope("aut", NS_AUTH, &body))
@@ -99,18 +105,7 @@ pub fn send_sms_request(
 ) -> String {
     let mut body = String::with_capacity(256);
     let _ = writeln!(body, "    <aut:{}>", method.request);
-    if let Some(sn) = token_sn {
-        leaf(&mut body, 6, "TokenSN", sn);
-    }
-    leaf(
-        &mut body,
-        6,
-        "applicationProfileName",
-        &method.application_profile,
-    );
-    if let Some(uid) = user_id {
-        leaf(&mut body, 6, "UserID", uid);
-    }
+    identity_tail(&mut body, token_sn, &method.application_profile, user_id);
     let _ = writeln!(body, "    </aut:{}>", method.request);
     envelope("aut", &method.namespace, &body)
 }
@@ -134,18 +129,7 @@ pub fn validate_mac_request(
         mac_text.as_str()
     );
     leaf(&mut body, 6, &method.input_element, input);
-    if let Some(sn) = token_sn {
-        leaf(&mut body, 6, "TokenSN", sn);
-    }
-    leaf(
-        &mut body,
-        6,
-        "applicationProfileName",
-        &method.application_profile,
-    );
-    if let Some(uid) = user_id {
-        leaf(&mut body, 6, "UserID", uid);
-    }
+    identity_tail(&mut body, token_sn, &method.application_profile, user_id);
     let _ = writeln!(body, "    </aut:{}>", method.request);
     zeroize::Zeroizing::new(envelope("aut", &method.namespace, &body))
 }
@@ -164,18 +148,7 @@ pub fn start_push_request(
     let _ = writeln!(body, "    <aut:{}>", method.request);
     leaf(&mut body, 6, &method.input_element, input);
     leaf(&mut body, 6, &method.callback_element, callback);
-    if let Some(sn) = token_sn {
-        leaf(&mut body, 6, "TokenSN", sn);
-    }
-    leaf(
-        &mut body,
-        6,
-        "applicationProfileName",
-        &method.application_profile,
-    );
-    if let Some(uid) = user_id {
-        leaf(&mut body, 6, "UserID", uid);
-    }
+    identity_tail(&mut body, token_sn, &method.application_profile, user_id);
     let _ = writeln!(body, "    </aut:{}>", method.request);
     zeroize::Zeroizing::new(envelope("aut", &method.namespace, &body))
 }
