@@ -153,6 +153,8 @@ struct RawPolicy {
     exempt_users: Vec<String>,
     #[serde(default)]
     exempt_groups: Vec<String>,
+    #[serde(default)]
+    required_groups: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +213,18 @@ struct RawTlsClient {
     require_message_authenticator: Option<bool>,
     limit_proxy_state: Option<bool>,
     methods: Option<Vec<String>>,
+    first_factor: Option<String>,
+    password_otp: Option<String>,
+    otp_digits: Option<usize>,
+    otp_separator: Option<String>,
+}
+
+/// What a `[[radius.tls.clients]]` entry is checked against: the first-factor backends, whether
+/// challenges can be signed, and the UDP clients' names.
+struct TlsClientContext<'a> {
+    backends: &'a FirstFactorSettings,
+    has_state_key: bool,
+    udp_clients: &'a [RadiusClient],
 }
 
 #[derive(Debug, Deserialize)]
@@ -423,6 +437,9 @@ pub struct Policy {
     pub unenrolled_codes: Vec<String>,
     pub exempt_users: Vec<String>,
     pub exempt_groups: Vec<String>,
+    /// When not empty, only members of one of these groups may authenticate at all (checked
+    /// before exemptions and before SxS is asked).
+    pub required_groups: Vec<String>,
 }
 
 /// `radius.mode`.
@@ -464,6 +481,17 @@ pub struct RadiusSettings {
     pub clients: Vec<RadiusClient>,
     /// `[radius.tls]`: RADIUS over TLS (RFC 6614), when configured.
     pub tls: Option<RadiusTlsSettings>,
+}
+
+impl RadiusSettings {
+    /// Every client: `[[radius.clients]]` (UDP), then `[[radius.tls.clients]]`.
+    pub fn all_clients(&self) -> impl Iterator<Item = &RadiusClient> + Clone {
+        self.clients.iter().chain(
+            self.tls
+                .iter()
+                .flat_map(|t| t.clients.iter().map(|c| &c.client)),
+        )
+    }
 }
 
 /// `[radius.tls]`: RADIUS over TLS (RadSec, RFC 6614).
@@ -632,6 +660,7 @@ impl Config {
                     .with_list_parse_key("radius.tls.listen")
                     .with_list_parse_key("policy.exempt_users")
                     .with_list_parse_key("policy.exempt_groups")
+                    .with_list_parse_key("policy.required_groups")
                     .with_list_parse_key("policy.unenrolled_codes"),
             )
         } else {
@@ -1058,7 +1087,22 @@ impl Validator<'_> {
             }),
             exempt_users: raw.exempt_users,
             exempt_groups: raw.exempt_groups,
+            required_groups: self.group_names("policy.required_groups", raw.required_groups)?,
         })
+    }
+
+    /// A list of group names: none empty or padded (a typo there would lock everyone out, or
+    /// silently match nothing).
+    fn group_names(&self, key: &str, names: Vec<String>) -> Result<Vec<String>> {
+        for (i, g) in names.iter().enumerate() {
+            if g.is_empty() || g.trim() != g {
+                return Err(self.err(
+                    &format!("{key}[{i}]"),
+                    format!("{g:?}: a group name must not be empty or start or end with spaces"),
+                ));
+            }
+        }
+        Ok(names)
     }
 
     /// A list of listen addresses (`key`), by default every IPv4 and IPv6 address on `port`.
@@ -1204,7 +1248,17 @@ impl Validator<'_> {
         let tls = raw
             .tls
             .take()
-            .map(|t| self.validate_radius_tls(t, &default_methods))
+            .map(|t| {
+                self.validate_radius_tls(
+                    t,
+                    &default_methods,
+                    TlsClientContext {
+                        backends,
+                        has_state_key: state_key.is_some(),
+                        udp_clients: &clients,
+                    },
+                )
+            })
             .transpose()?;
         let uses = |m: crate::Method| {
             default_methods.allows(m)
@@ -1262,6 +1316,7 @@ impl Validator<'_> {
         &mut self,
         mut raw: RawRadiusTls,
         default_methods: &crate::Methods,
+        ctx: TlsClientContext<'_>,
     ) -> Result<RadiusTlsSettings> {
         let listen = self.listen("radius.tls.listen", raw.listen.take(), 2083)?;
         if listen.is_empty() {
@@ -1310,6 +1365,27 @@ impl Validator<'_> {
             let secret = self
                 .secret(&format!("{key}.secret"), c.secret, c.secret_file)?
                 .unwrap_or_else(|| Secret::from("radsec"));
+            // One name per client across UDP and TLS: names bind challenge States and pick
+            // the first factor.
+            if ctx.udp_clients.iter().any(|o| o.name == c.name)
+                || clients.iter().any(|o: &TlsClient| o.client.name == c.name)
+            {
+                return Err(self.err(
+                    &format!("{key}.name"),
+                    format!("client name {:?} is used twice (across [[radius.clients]] and [[radius.tls.clients]]); names identify clients in logs and challenge States", c.name),
+                ));
+            }
+            let (first_factor, password_otp) = self.client_factors(
+                &key,
+                first_factor::ClientFactorKeys {
+                    first_factor: c.first_factor,
+                    password_otp: c.password_otp,
+                    otp_digits: c.otp_digits,
+                    otp_separator: c.otp_separator,
+                },
+                ctx.backends,
+                ctx.has_state_key,
+            )?;
             clients.push(TlsClient {
                 client: RadiusClient {
                     name: c.name,
@@ -1320,9 +1396,8 @@ impl Validator<'_> {
                     methods: self
                         .methods(&format!("{key}.methods"), c.methods)?
                         .unwrap_or(*default_methods),
-                    // A first factor is configured for [[radius.clients]] (UDP) only.
-                    first_factor: FirstFactorKind::None,
-                    password_otp: PasswordOtp::Challenge,
+                    first_factor,
+                    password_otp,
                 },
                 certificate,
             });

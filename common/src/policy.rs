@@ -81,6 +81,20 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether a user in `groups` may authenticate: always when `required_groups` is empty,
+    /// else when one of `groups` is listed there.
+    pub fn admits(&self, groups: &[String]) -> bool {
+        self.required_groups.is_empty() || self.required_groups.iter().any(|g| groups.contains(g))
+    }
+
+    /// [`Policy::admits`] with the system's groups of `user` (NSS), looked up only when
+    /// `required_groups` is set.
+    pub fn admits_user(&self, user: &str) -> bool {
+        self.required_groups.is_empty() || self.admits(&user_groups(user))
+    }
+}
+
 /// The names of the groups `user` belongs to (primary and supplementary); empty when the user
 /// is not a local/NSS user.
 pub fn user_groups(user: &str) -> Vec<String> {
@@ -108,6 +122,7 @@ mod tests {
             unenrolled_codes: vec!["2001".into()],
             exempt_users: vec!["breakglass".into()],
             exempt_groups: vec![],
+            required_groups: vec![],
         }
     }
 
@@ -149,5 +164,20 @@ mod tests {
         p.exempt_groups = vec!["root".into()];
         assert!(p.is_exempt("root"));
         assert!(!p.is_exempt("no-such-user-sxs"));
+    }
+
+    #[test]
+    fn required_groups() {
+        let mut p = policy(Unenrolled::Deny);
+        assert!(p.admits(&[]), "no required group: everyone");
+        assert!(p.admits_user("no-such-user-sxs"));
+        p.required_groups = vec!["vpn".into(), "root".into()];
+        assert!(p.admits(&["staff".into(), "vpn".into()]));
+        assert!(!p.admits(&["staff".into()]));
+        assert!(!p.admits(&[]));
+        assert!(p.admits_user("root"));
+        assert!(!p.admits_user("no-such-user-sxs"));
+        // An exempt user is exempt from the OTP, not from the gate.
+        assert!(p.is_exempt("breakglass") && !p.admits_user("breakglass"));
     }
 }

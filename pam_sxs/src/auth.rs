@@ -121,6 +121,9 @@ enum Target {
     Unenrolled,
     /// The name cannot be a user.
     Invalid(&'static str),
+    /// In none of `policy.required_groups`: prompted like anyone (the prompt does not tell
+    /// membership), never sent to SxS, refused.
+    NotAdmitted,
 }
 
 /// The fields of the one log line per decision.
@@ -269,7 +272,9 @@ pub fn authenticate<P: Pam, B: Backend>(
         );
     }
 
-    if cfg.policy.is_exempt(&user) {
+    // Required groups first: an exempt user outside them is refused too.
+    let admitted = cfg.policy.admits_user(&user);
+    if admitted && cfg.policy.is_exempt(&user) {
         pam.log(
             Level::Info,
             &ctx.line("none", None, "exempt", PamCode::Ignore),
@@ -291,6 +296,7 @@ pub fn authenticate<P: Pam, B: Backend>(
         }
     };
     let mut target = match mapper.map(&user) {
+        _ if !admitted => Target::NotAdmitted,
         Mapping::Known(id) => Target::Known(id),
         Mapping::NotInTokenMap { .. } => {
             let decision = cfg.policy.decide_unenrolled();
@@ -425,7 +431,7 @@ pub fn authenticate<P: Pam, B: Backend>(
                 d => d,
             },
             Target::Unenrolled => cfg.policy.decide_unenrolled(),
-            Target::Invalid(_) => Decision::Deny,
+            Target::Invalid(_) | Target::NotAdmitted => Decision::Deny,
         };
         if decision == Decision::DenyUnenrolled {
             target = Target::Unenrolled;
@@ -840,6 +846,10 @@ impl<B: Backend> Run<'_, B> {
 fn not_checked(target: &Target) -> Verdict {
     match target {
         Target::Invalid(reason) => local_reject("local:invalid-user", reason),
+        Target::NotAdmitted => local_reject(
+            "local:not-in-required-group",
+            "in none of policy.required_groups",
+        ),
         _ => local_reject("local:unenrolled", "unenrolled"),
     }
 }

@@ -34,25 +34,25 @@ pub enum Budget {
 /// Octets the largest reply the server may send takes in attributes of its own: the Reject
 /// with `reject_message`, the Accept with every `[[radius.reply]]` attribute (a user may be in
 /// every group; an upper bound), or (in challenge mode, or for a client whose first factor
-/// is followed by a challenge) the Challenge with `challenge_prompt` and a State. A reply the
-/// handler builds beyond these (a longer prompt, attributes passed through from an upstream
-/// RADIUS server) that does not fit is still caught when encoding, and becomes a bare
-/// Access-Reject.
+/// is followed by a challenge) the Challenge with `challenge_prompt` and a State. Attributes
+/// passed through from an upstream RADIUS server are known only once it answered: the handler
+/// checks them against the request's room (`AccessRequest::reply_room`) then, still before SxS
+/// is asked ([`crate::first_factor`]). Anything else that does not fit is caught when encoding,
+/// and becomes a bare Access-Reject.
 pub fn largest_reply_attributes(settings: &RadiusSettings) -> usize {
     let reject =
         encoded_attributes_len(&[(attr::REPLY_MESSAGE, settings.reject_message.as_bytes())])
             .max(largest_accept_attributes(settings));
     // SMS and MAC challenges carry prompts the handler builds, at most MAX_METHOD_PROMPT long.
     let methods = settings
-        .clients
-        .iter()
+        .all_clients()
         .map(|c| c.methods)
         .chain(std::iter::once(settings.methods));
     let method_challenges = methods
         .clone()
         .any(|m| m.allows(Method::Sms) || m.allows(Method::Mac));
     // A client whose password is followed by an OTP challenge sends challenge_prompt too.
-    let password_then_challenge = settings.clients.iter().any(|c| {
+    let password_then_challenge = settings.all_clients().any(|c| {
         c.first_factor != FirstFactorKind::None && c.password_otp == PasswordOtp::Challenge
     });
     let mode = if password_then_challenge {

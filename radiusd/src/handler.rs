@@ -39,6 +39,10 @@ pub struct AccessRequest {
     pub password: Option<Secret>,
     /// The State attribute, when present.
     pub state: Option<Vec<u8>>,
+    /// Octets of attributes an answer can carry: 4096 less the header, the
+    /// Message-Authenticator and the Proxy-States copied back. Attributes known only at run time
+    /// (upstream pass-through) are checked against it before SxS is asked.
+    pub reply_room: usize,
 }
 
 /// The answer to send.
@@ -116,6 +120,8 @@ pub struct SxsHandler<V> {
     pub push: Option<PushSetup>,
     /// First factors per client and reply attributes (`crate::first_factor`).
     pub factors: Arc<Factors>,
+    /// What a password-then-OTP challenge's first round found; kept across reloads.
+    pub passed: crate::first_factor::PassedStore,
 }
 
 /// What starting a push needs: the store the callback completes, and how to sign its location.
@@ -126,6 +132,9 @@ pub struct PushSetup {
     pub public_url: reqwest::Url,
     pub timeout: Duration,
 }
+
+/// The decision word for a user in none of `policy.required_groups`.
+pub(crate) const NOT_ADMITTED: &str = "not-in-required-group";
 
 pub(crate) fn outcome(reply: Reply, user: &str, decision: &'static str) -> Outcome {
     Outcome {
@@ -181,6 +190,9 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         let identity = match self.mapper.map(login) {
             Mapping::Invalid { .. } => return outcome(Reply::Reject, login, "invalid-user-name"),
             Mapping::NotInTokenMap { user } => {
+                if !self.admitted(&user).await {
+                    return self.not_admitted(&user, &request);
+                }
                 if self.is_exempt(&user).await {
                     return outcome(Reply::Accept, &user, "exempt");
                 }
@@ -202,6 +214,9 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             Mapping::Known(identity) => identity,
         };
         let user = identity.user.clone();
+        if !self.admitted(&user).await {
+            return self.not_admitted(&user, &request);
+        }
         if self.is_exempt(&user).await {
             return outcome(Reply::Accept, &user, "exempt");
         }
@@ -407,6 +422,39 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         tokio::task::spawn_blocking(move || policy.is_exempt(&user))
             .await
             .unwrap_or(false)
+    }
+
+    /// `policy.required_groups` against the system's groups (NSS), off the async workers
+    /// like [`Self::is_exempt`]; no lookup when no group is required.
+    pub(crate) async fn admitted(&self, user: &str) -> bool {
+        if self.policy.required_groups.is_empty() {
+            return true;
+        }
+        let (policy, user) = (self.policy.clone(), user.to_string());
+        tokio::task::spawn_blocking(move || policy.admits_user(&user))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The refusal of a user in none of `policy.required_groups`. In challenge mode a first
+    /// request is challenged like any other (as for unenrolled users) so that the first answer
+    /// does not tell group membership; the follow-up is refused.
+    pub(crate) fn not_admitted(&self, user: &str, request: &AccessRequest) -> Outcome {
+        tracing::info!(
+            user,
+            client = request.client,
+            "user is in none of policy.required_groups: refused before SxS"
+        );
+        if self.mode == RadiusMode::Challenge && request.state.is_none() {
+            let challenged = self.challenge(user, &request.client, Method::Otp);
+            if matches!(challenged.reply, Reply::Challenge { .. }) {
+                return Outcome {
+                    decision: NOT_ADMITTED,
+                    ..challenged
+                };
+            }
+        }
+        outcome(Reply::Reject, user, NOT_ADMITTED)
     }
 
     /// An Access-Challenge for `method` with a fresh signed State. For `mac` the message
@@ -624,6 +672,7 @@ mod tests {
             push_trigger: r.push_trigger,
             push: None,
             factors: Default::default(),
+            passed: Default::default(),
         };
         (h, clock)
     }
@@ -635,6 +684,7 @@ mod tests {
             user: Some(user.into()),
             password: otp.map(Secret::from),
             state,
+            reply_room: 4096 - 38,
         }
     }
 

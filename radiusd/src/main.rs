@@ -14,6 +14,7 @@ use common::sms::MemoryLimiter;
 use common::{IdentityMapper, SxsClient};
 use radiusd::approval::{ApprovalStore, CallbackSigner, MemoryStore, RedisStore};
 use radiusd::clients::ClientTable;
+use radiusd::first_factor::PassedStore;
 use radiusd::handler::{PushSetup, SxsHandler, SystemUnixClock};
 use radiusd::http::Door;
 use radiusd::metrics::{self, Metrics};
@@ -132,6 +133,7 @@ type SxsRuntime = Runtime<SxsHandler<SxsClient>>;
 #[derive(Debug)]
 struct Kept {
     used: Redemptions,
+    passed: PassedStore,
     sms: Arc<MemoryLimiter>,
     approvals: ApprovalStore,
     /// Counters keep counting across reloads.
@@ -147,6 +149,7 @@ impl Kept {
         let Some(url) = &redis_url else {
             return Ok(Kept {
                 used: Redemptions::Local(Arc::new(Mutex::new(UsedStates::new(1_000_000)))),
+                passed: PassedStore::default(),
                 sms,
                 approvals: ApprovalStore::Memory(MemoryStore::new(
                     cfg.push.max_pending_per_user,
@@ -166,10 +169,11 @@ impl Kept {
             })?;
         tracing::info!(
             url = store.url(),
-            "pending approvals and challenge State single use are shared through Redis"
+            "pending approvals, challenge State single use and password-then-OTP first rounds are shared through Redis"
         );
         Ok(Kept {
             used: Redemptions::Shared(store.clone()),
+            passed: PassedStore::Shared(store.clone()),
             sms,
             approvals: ApprovalStore::Redis(store),
             redis_url,
@@ -236,6 +240,7 @@ fn build_runtime(cfg: Config, kept: &Kept) -> Result<SxsRuntime, String> {
             timeout: cfg.push.timeout,
         }),
         factors: Arc::new(factors),
+        passed: kept.passed.clone(),
     };
     Ok(Runtime {
         clients: ClientTable::new(&settings.clients),
@@ -377,6 +382,9 @@ async fn serve(source: ConfigSource, listen_override: &[SocketAddr]) -> Result<E
                     if let Ok(mut u) = used.lock() {
                         u.purge(now);
                     }
+                }
+                if let PassedStore::Local(passed) = &kept.passed {
+                    passed.purge(now);
                 }
             }
         }

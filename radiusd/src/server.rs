@@ -621,6 +621,8 @@ impl<H: Handler> Server<H> {
                 .map(str::to_string),
             password,
             state: packet.state().map(<[u8]>::to_vec),
+            reply_room: crate::packet::MAX_PACKET_LEN
+                .saturating_sub(crate::packet::response_overhead(&packet)),
         };
         let handler = rt.handler.clone();
         let job = Answer::new(self, rt.clone(), reply, peer, key, packet, client);

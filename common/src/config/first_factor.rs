@@ -30,6 +30,8 @@ struct RawLdap {
     ca_file: Option<PathBuf>,
     connect_timeout: Option<String>,
     timeout: Option<String>,
+    pool_size: Option<usize>,
+    pool_idle_timeout: Option<String>,
     bind_dn: Option<String>,
     search_base: Option<String>,
     search_filter: Option<String>,
@@ -126,6 +128,10 @@ pub struct LdapSettings {
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// Idle connections kept for the next logins (0: a connection per login).
+    pub pool_size: usize,
+    /// An idle connection older than this is closed instead of reused.
+    pub pool_idle_timeout: Duration,
     pub bind: LdapBind,
     pub groups: LdapGroups,
 }
@@ -258,6 +264,18 @@ impl Validator<'_> {
                 "timeouts must be greater than zero",
             ));
         }
+        let pool_size = raw.pool_size.unwrap_or(8);
+        if pool_size > 1024 {
+            return Err(self.err(
+                &format!("{K}.pool_size"),
+                format!("{pool_size}: at most 1024 idle connections (0 opens one per login)"),
+            ));
+        }
+        let pool_idle_timeout = self.duration(
+            &format!("{K}.pool_idle_timeout"),
+            raw.pool_idle_timeout.as_deref(),
+            "60s",
+        )?;
         let bind = match (raw.bind_dn, raw.search_filter) {
             (Some(_), Some(_)) => {
                 return Err(self.err(
@@ -324,6 +342,8 @@ impl Validator<'_> {
             ca_file: raw.ca_file,
             connect_timeout,
             timeout,
+            pool_size,
+            pool_idle_timeout,
             bind,
             groups,
         })

@@ -175,6 +175,10 @@ fn bad_values_name_key_and_file() {
         (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nsearch_filter = \"(uid={{user}})\"\nsearch_base = \"dc=x\"\n"), "first_factor.ldap.service_dn", "required"),
         (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nbind_dn = \"uid={{user}}\"\nca_file = \"/nonexistent.pem\"\n"), "first_factor.ldap.ca_file", "not a readable file"),
         (format!("{MIN}[radius]\n[[radius.reply]]\ngroup = \"\"\nattributes = {{ \"Class\" = \"x\" }}\n"), "radius.reply[0].group", "empty"),
+        (format!("{MIN}[policy]\nrequired_groups = [\"vpn\", \" vpn\"]\n"), "policy.required_groups[1]", "spaces"),
+        (format!("{MIN}[policy]\nrequired_groups = [\"\"]\n"), "policy.required_groups[0]", "empty"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nbind_dn = \"uid={{user}}\"\npool_size = 5000\n"), "first_factor.ldap.pool_size", "1024"),
+        (format!("{MIN}[first_factor.ldap]\nurls = [\"ldap://x\"]\nbind_dn = \"uid={{user}}\"\npool_idle_timeout = \"soon\"\n"), "first_factor.ldap.pool_idle_timeout", "duration"),
     ] {
         let e = err_of(&text);
         assert!(e.starts_with("test.toml: key `"), "{e}");
@@ -389,6 +393,32 @@ fn radius_tls_and_metrics() {
     )
     .unwrap();
     assert_eq!(c.metrics.unwrap().listen.port(), 9812);
+
+    // A TLS client takes a first factor like a UDP one, and names are unique across both.
+    let ldap = "[first_factor.ldap]\nurls = [\"ldaps://x\"]\nbind_dn = \"uid={user}\"\n";
+    let with_ff = format!("{nas}first_factor = \"ldap\"\npassword_otp = \"append\"\n{ldap}");
+    let c = Config::from_toml_str(&tls("", &with_ff), "test.toml", no_env()).unwrap();
+    let r = c.radius.unwrap();
+    let t = &r.tls.as_ref().unwrap().clients[0].client;
+    assert_eq!(
+        (t.first_factor, &t.password_otp),
+        (FirstFactorKind::Ldap, &PasswordOtp::Append { digits: 6 })
+    );
+    assert_eq!(r.all_clients().count(), 1);
+    let e = err_of(&tls("", &format!("{nas}first_factor = \"ldap\"\n")));
+    assert!(
+        e.contains("`radius.tls.clients[0].first_factor`") && e.contains("[first_factor.ldap]"),
+        "{e}"
+    );
+    let udp_too = format!(
+        "{}\n[[radius.clients]]\nname = \"nas1\"\naddress = \"10.0.1.1\"\nsecret = \"0123456789\"\n",
+        tls("", nas)
+    );
+    let e = err_of(&udp_too);
+    assert!(
+        e.contains("`radius.tls.clients[0].name`") && e.contains("used twice"),
+        "{e}"
+    );
 
     let no_pattern = "[[radius.tls.clients]]\nname = \"nas1\"\naddress = \"10.0.0.1\"\n";
     for (text, k, what) in [

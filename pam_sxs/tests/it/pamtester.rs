@@ -236,6 +236,32 @@ fn forward_pass_hands_the_password_to_pam_unix() {
     assert_eq!(c.sim.stats().rejects, 1);
 }
 
+/// `policy.required_groups`: root is in group root; alice is not a local user, so she is in
+/// none. She is prompted like anyone (the prompt does not tell membership), her right OTP never
+/// reaches SxS, and she is refused, even when exempt: the gate comes before exemptions.
+#[test]
+fn a_user_outside_the_required_groups_is_prompted_and_refused_without_sxs() {
+    let extra = "[policy]\nrequired_groups = [\"root\"]\nexempt_users = [\"alice\"]\n";
+    let c = Case::new(
+        &["root", "alice"],
+        extra,
+        "auth required {module} config={config}
+",
+    );
+    let r = c.auth("alice", &format!("{}\n", c.sim.otp("alice")));
+    assert!(r.failed_with(AUTH_ERR), "{r:?}");
+    assert!(r.stderr.contains("OTP"), "prompted: {r:?}");
+    assert!(
+        c.logged_decision("code=local:not-in-required-group"),
+        "{:?}",
+        c.logged()
+    );
+    assert_eq!(c.sim.stats().validate_otp, 0, "alice reached SxS");
+    let r = c.auth("root", &format!("{}\n", c.sim.otp("root")));
+    assert!(r.ok, "{r:?}");
+    assert_eq!(c.sim.stats().validate_otp, 1);
+}
+
 #[test]
 fn exempt_user_is_ignored_so_the_rest_of_the_stack_decides() {
     let extra = "[policy]\nexempt_users = [\"breakglass\"]\n";

@@ -12,6 +12,7 @@
 //! | `sxs:approvals` | sorted set of every waiting id, by expiry (`push.max_pending`) | the longest entry's |
 //! | `sxs:approvals:user:{user}` | the same, per user (`push.max_pending_per_user`) | the longest entry's |
 //! | `sxs:state:{nonce}` | `1`: a challenge State redeemed (single use) | until the State expires, + 1 s |
+//! | `sxs:passed:{nonce}` | a password-then-OTP login's groups and upstream attributes, JSON (taken by the OTP round) | until the State expires, + 1 s |
 //!
 //! Creating (limits, entry, sets) and claiming (exists and not yet claimed → claimed) are Lua
 //! scripts, so two instances never both pass a limit or both claim one entry. Completion sets the
@@ -60,9 +61,14 @@ const ALL_KEY: &str = "sxs:approvals";
 fn user_key(user: &str) -> String {
     format!("sxs:approvals:user:{user}")
 }
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 fn state_key(nonce: &[u8]) -> String {
-    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sxs:state:{hex}")
+    format!("sxs:state:{}", hex(nonce))
+}
+fn passed_key(nonce: &[u8]) -> String {
+    format!("sxs:passed:{}", hex(nonce))
 }
 
 /// KEYS: entry, user set, all set. ARGV: id, entry JSON, now, expires_at, ttl, per-user limit,
@@ -371,6 +377,43 @@ impl RedisStore {
         )
         .await?;
         Ok(set.is_some())
+    }
+
+    /// Keeps what a password-then-OTP login's first round found (`value`: groups and upstream
+    /// attributes, JSON; nothing secret) under its State's nonce until `expires_at`, so that
+    /// the OTP may come back to any instance.
+    pub async fn put_passed(
+        &self,
+        nonce: &[u8],
+        expires_at: u64,
+        now: u64,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        let ttl = expires_at.saturating_sub(now).saturating_add(1);
+        let mut conn = self.conn.clone();
+        bounded(
+            "keep first-factor result",
+            redis::cmd("SET")
+                .arg(passed_key(nonce))
+                .arg(value)
+                .arg("EX")
+                .arg(ttl)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// Takes (reads and deletes, atomically: GETDEL, Redis ≥ 6.2 / Valkey) what
+    /// [`Self::put_passed`] kept; `None` when nothing is (expired, or taken already).
+    pub async fn take_passed(&self, nonce: &[u8]) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(
+            "take first-factor result",
+            redis::cmd("GETDEL")
+                .arg(passed_key(nonce))
+                .query_async(&mut conn),
+        )
+        .await
     }
 
     /// Logins waiting in this process.

@@ -11,8 +11,8 @@
 use common::config::{FirstFactorKind, PasswordOtp};
 use common::{Mapping, Method, Secret, Verifier};
 
-use super::{split, Check};
-use crate::handler::{outcome, Outcome, Reply, SxsHandler};
+use super::{split, Check, PassedEntry};
+use crate::handler::{outcome, Outcome, Reply, SxsHandler, NOT_ADMITTED};
 use crate::reply::Attributes;
 use crate::state::{Context, StateSigner};
 
@@ -48,7 +48,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
                 return reject(&user, "unexpected-state");
             }
             return self
-                .after_challenge(&user, identity, client, state, &value)
+                .after_challenge(&user, identity, client, state, &value, request.reply_room)
                 .await;
         }
         let Some((password, otp)) = split(mode, &value) else {
@@ -83,41 +83,55 @@ impl<V: Verifier + 'static> SxsHandler<V> {
             }
         };
         drop(password);
-        let exempt_by_group = groups.iter().any(|g| self.policy.exempt_groups.contains(g));
+        // Required groups: the first factor's (LDAP) or the system's (NSS).
+        if !self.policy.admits(&groups) && !self.admitted(&user).await {
+            tracing::info!(
+                user,
+                client,
+                "user is in none of policy.required_groups: refused before SxS"
+            );
+            return reject(&user, NOT_ADMITTED);
+        }
+        let entry = PassedEntry {
+            groups,
+            attributes: upstream,
+        };
+        // The Accept must fit before SxS is asked (upstream attributes are known only now).
+        if let Some(o) = self.too_large(&user, client, &entry, request.reply_room) {
+            return o;
+        }
+        let exempt_by_group = entry
+            .groups
+            .iter()
+            .any(|g| self.policy.exempt_groups.contains(g));
         if exempt_by_group || self.is_exempt(&user).await {
-            return self.accept(&user, "exempt", &groups, upstream);
+            return self.accept(&user, "exempt", entry);
         }
         let Some(identity) = identity else {
             let d = self.policy.decide_unenrolled();
             return if d.allows() {
-                self.accept(&user, d.as_str(), &groups, upstream)
+                self.accept(&user, d.as_str(), entry)
             } else {
                 reject(&user, d.as_str())
             };
         };
         match otp {
             Some(otp) => {
-                let mut o = self.verify_otp(&identity, &otp, client).await;
-                if o.reply == Reply::Accept {
-                    o.attributes = self.attributes(&groups, upstream);
-                }
-                o
+                self.verify_then_attributes(&identity, &otp, client, entry)
+                    .await
             }
             None => {
                 let o = self.challenge_for(AFTER_PASSWORD, &user, client);
                 if let Reply::Challenge { state, .. } = &o.reply {
                     let now = self.clock.now_unix();
-                    let kept = StateSigner::nonce_of(state).is_some_and(|nonce| {
-                        self.factors.passed.insert(
-                            nonce,
-                            now.saturating_add(self.state_ttl.as_secs()),
-                            now,
-                            groups,
-                            upstream,
-                        )
-                    });
-                    if !kept {
-                        return reject(&user, "too-many-pending-challenges");
+                    let Some(nonce) = StateSigner::nonce_of(state) else {
+                        return reject(&user, "state-error");
+                    };
+                    let expires_at = now.saturating_add(self.state_ttl.as_secs());
+                    if let Err(cause) = self.passed.insert(nonce, expires_at, now, entry).await {
+                        tracing::error!(user, client, cause,
+                            "cannot keep the first factor's result for the OTP round: Reject (fail closed)");
+                        return reject(&user, "first-factor-store-unavailable");
                     }
                 }
                 o
@@ -133,6 +147,7 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         client: &str,
         state: &[u8],
         otp: &Secret,
+        reply_room: usize,
     ) -> Outcome {
         let Some(signer) = &self.signer else {
             return reject(user, "no-state-key");
@@ -159,40 +174,93 @@ impl<V: Verifier + 'static> SxsHandler<V> {
                 return reject(user, "bad-state");
             }
         }
-        let Some((groups, upstream)) =
-            StateSigner::nonce_of(state).and_then(|n| self.factors.passed.take(&n))
-        else {
-            tracing::warn!(user, client,
-                "challenge answered on an instance that did not issue it (or after a restart): the login starts again");
-            return reject(user, "challenge-unknown-here");
+        let taken = match StateSigner::nonce_of(state) {
+            Some(nonce) => self.passed.take(&nonce, now).await,
+            None => Ok(None),
+        };
+        let entry = match taken {
+            Ok(Some(entry)) => entry,
+            Ok(None) => {
+                tracing::warn!(user, client,
+                    "challenge answered on an instance that did not issue it (without [shared] redis_url), after it expired, or after a restart: the login starts again");
+                return reject(user, "challenge-unknown-here");
+            }
+            Err(cause) => {
+                tracing::error!(
+                    user,
+                    client,
+                    cause,
+                    "the first factor's result cannot be read: Reject (fail closed)"
+                );
+                return reject(user, "first-factor-store-unavailable");
+            }
         };
         let Some(identity) = identity else {
             return reject(user, "deny-unenrolled");
         };
-        let mut o = self.verify_otp(&identity, otp, client).await;
-        if o.reply == Reply::Accept {
-            o.attributes = self.attributes(&groups, upstream);
+        // This round's Proxy-States may leave less room than the first's.
+        if let Some(o) = self.too_large(user, client, &entry, reply_room) {
+            return o;
         }
-        o
+        self.verify_then_attributes(&identity, otp, client, entry)
+            .await
     }
 
-    fn attributes(&self, groups: &[String], mut upstream: Attributes) -> Attributes {
-        let mut a = self.factors.reply.for_groups(groups);
+    fn attributes(&self, entry: PassedEntry) -> Attributes {
+        let PassedEntry {
+            groups,
+            attributes: mut upstream,
+        } = entry;
+        let mut a = self.factors.reply.for_groups(&groups);
         a.append(&mut upstream);
         a
     }
 
-    fn accept(
+    /// Refuses, before SxS is asked, a login whose Accept could not be sent: its attributes
+    /// (the groups' and the upstream server's) do not fit in what `reply_room` leaves.
+    fn too_large(
         &self,
         user: &str,
-        decision: &'static str,
-        groups: &[String],
-        upstream: Attributes,
-    ) -> Outcome {
+        client: &str,
+        entry: &PassedEntry,
+        reply_room: usize,
+    ) -> Option<Outcome> {
+        let attributes = self.attributes(entry.clone());
+        let pairs: Vec<(u8, &[u8])> = attributes.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        let needed = crate::packet::encoded_attributes_len(&pairs);
+        if needed <= reply_room {
+            return None;
+        }
+        tracing::warn!(
+            user,
+            client,
+            needed,
+            room = reply_room,
+            "the Accept's attributes (reply rules and upstream pass-through) would not fit in a RADIUS packet: Reject before SxS is asked"
+        );
+        Some(reject(user, "reply-too-large"))
+    }
+
+    fn accept(&self, user: &str, decision: &'static str, entry: PassedEntry) -> Outcome {
         Outcome {
-            attributes: self.attributes(groups, upstream),
+            attributes: self.attributes(entry),
             ..outcome(Reply::Accept, user, decision)
         }
+    }
+
+    /// The OTP, and on Accept the attributes of what passed.
+    async fn verify_then_attributes(
+        &self,
+        identity: &common::Identity,
+        otp: &Secret,
+        client: &str,
+        entry: PassedEntry,
+    ) -> Outcome {
+        let mut o = self.verify_otp(identity, otp, client).await;
+        if o.reply == Reply::Accept {
+            o.attributes = self.attributes(entry);
+        }
+        o
     }
 
     /// SxS validateOtp, then policy (failmode, unenrolled codes).

@@ -8,11 +8,18 @@
 //! before any bind: LDAP treats a simple bind with a DN and no password as an anonymous
 //! ("unauthenticated") bind, which succeeds (RFC 4513 §5.1.2).
 //!
-//! Each check opens its own connection (binding changes a connection's identity, so sharing one
-//! across concurrent logins would mix them), and closes it afterwards.
+//! A connection serves one login at a time (binding changes a connection's identity, so
+//! sharing one across concurrent logins would mix them). Afterwards it goes back to a small pool
+//! of idle connections (`pool_size`, `pool_idle_timeout`) for the next login, which saves the
+//! TCP and TLS handshakes: every login starts with a bind (the service account's or the
+//! user's), so nothing of the previous identity is used, and a failed bind leaves the connection
+//! anonymous (RFC 4513 §4). A connection that failed in any other way is closed, not kept; a
+//! kept connection the server has meanwhile closed is noticed and the login retried once on a
+//! new one.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::config::{LdapBind, LdapGroups, LdapSettings};
 use common::Secret;
@@ -30,6 +37,10 @@ const INVALID_CREDENTIALS: u32 = 49;
 pub struct LdapFirstFactor {
     settings: LdapSettings,
     tls: Arc<rustls::ClientConfig>,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<Vec<(Ldap, Instant)>>,
+    /// Connections opened so far (for the log and the tests).
+    opened: AtomicU64,
 }
 
 /// Why one step did not succeed.
@@ -83,7 +94,43 @@ impl LdapFirstFactor {
         Ok(Self {
             settings: settings.clone(),
             tls: Arc::new(tls),
+            idle: Mutex::new(Vec::new()),
+            opened: AtomicU64::new(0),
         })
+    }
+
+    /// Connections opened since start (each costs a TCP and maybe a TLS handshake).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// The most recently used idle connection that is still open and not too old.
+    fn take_idle(&self) -> Option<Ldap> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some((mut ldap, since)) = idle.pop() {
+            if since.elapsed() <= self.settings.pool_idle_timeout && !ldap.is_closed() {
+                return Some(ldap);
+            }
+            // Dropping the last handle ends its driver task, which closes the socket.
+        }
+        None
+    }
+
+    /// Keeps `ldap` for the next login, when the pool has room; closes it otherwise.
+    async fn give_back(&self, mut ldap: Ldap) {
+        if self.settings.pool_size > 0 && !ldap.is_closed() {
+            if let Ok(mut idle) = self.idle.lock() {
+                let now = Instant::now();
+                idle.retain(|(_, since)| {
+                    now.duration_since(*since) <= self.settings.pool_idle_timeout
+                });
+                if idle.len() < self.settings.pool_size {
+                    idle.push((ldap, now));
+                    return;
+                }
+            }
+        }
+        let _ = ldap.unbind().await;
     }
 
     /// The first URL that answers, with its connection driven in the background.
@@ -102,6 +149,7 @@ impl LdapFirstFactor {
             .await;
             match attempt {
                 Ok(Ok((conn, ldap))) => {
+                    self.opened.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(async move {
                         if let Err(e) = conn.drive().await {
                             tracing::debug!(error = %e, "LDAP connection ended");
@@ -327,28 +375,54 @@ impl FirstFactor for LdapFirstFactor {
                 reason: "empty or non-UTF-8 password".into(),
             };
         };
-        let mut ldap = match self.connect().await {
-            Ok(l) => l,
-            Err(cause) => {
-                return Check::Unavailable {
-                    cause: format!("no LDAP server reachable: {cause}"),
-                }
-            }
-        };
         // One overall bound on top of the per-operation timeouts.
         let budget = self.settings.timeout.saturating_mul(4) + Duration::from_millis(100);
-        let result = tokio::time::timeout(budget, self.run(&mut ldap, user, password)).await;
-        let _ = ldap.unbind().await;
-        match result {
-            Ok(Ok(groups)) => Check::Pass {
-                groups,
-                attributes: Vec::new(),
-            },
-            Ok(Err(Step::Refused(reason))) => Check::Fail { reason },
-            Ok(Err(Step::Down(cause))) => Check::Unavailable { cause },
-            Err(_) => Check::Unavailable {
-                cause: "LDAP operations timed out".into(),
-            },
+        let mut reused = self.take_idle();
+        loop {
+            let was_reused = reused.is_some();
+            let mut ldap = match reused.take() {
+                Some(l) => l,
+                None => match self.connect().await {
+                    Ok(l) => l,
+                    Err(cause) => {
+                        return Check::Unavailable {
+                            cause: format!("no LDAP server reachable: {cause}"),
+                        }
+                    }
+                },
+            };
+            let result = tokio::time::timeout(budget, self.run(&mut ldap, user, password)).await;
+            return match result {
+                Ok(Ok(groups)) => {
+                    self.give_back(ldap).await;
+                    Check::Pass {
+                        groups,
+                        attributes: Vec::new(),
+                    }
+                }
+                Ok(Err(Step::Refused(reason))) => {
+                    self.give_back(ldap).await;
+                    Check::Fail { reason }
+                }
+                Ok(Err(Step::Down(cause))) => {
+                    let _ = ldap.unbind().await;
+                    if was_reused {
+                        // The server may have closed it while it was idle: once more, on a new one.
+                        tracing::debug!(
+                            cause,
+                            "a kept LDAP connection failed; retrying on a new one"
+                        );
+                        continue;
+                    }
+                    Check::Unavailable { cause }
+                }
+                Err(_) => {
+                    let _ = ldap.unbind().await;
+                    Check::Unavailable {
+                        cause: "LDAP operations timed out".into(),
+                    }
+                }
+            };
         }
     }
 }

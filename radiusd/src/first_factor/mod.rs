@@ -12,9 +12,11 @@ use crate::reply::Attributes;
 
 mod flow;
 pub mod ldap;
+pub mod passed;
 pub mod radius;
 
 pub use self::ldap::LdapFirstFactor;
+pub use self::passed::{PassedEntry, PassedStore};
 pub use self::radius::UpstreamRadius;
 
 /// What a first-factor check found.
@@ -69,16 +71,15 @@ impl FirstFactors {
     }
 }
 
-/// Per-client first-factor settings, the backends, the reply attributes, and what passed in
-/// the first round of a challenge: everything the handler needs beyond the OTP.
+/// Per-client first-factor settings, the backends and the reply attributes: everything the
+/// handler needs beyond the OTP (what passed in a challenge's first round is kept in a
+/// [`PassedStore`], which outlives reloads).
 #[derive(Debug, Default)]
 pub struct Factors {
     pub backends: FirstFactors,
     /// By client name; a client not listed has `first_factor = "none"`.
     pub clients: std::collections::HashMap<String, (FirstFactorKind, PasswordOtp)>,
     pub reply: crate::reply::ReplyAttributes,
-    /// Groups and upstream attributes of logins waiting for their OTP, by State nonce.
-    pub passed: Passed,
 }
 
 impl Factors {
@@ -116,53 +117,6 @@ pub fn split(mode: &PasswordOtp, value: &Secret) -> Option<(Secret, Option<Secre
             let otp = bytes.get(at + sep.len()..).filter(|o| !o.is_empty())?;
             Some((Secret::new(pw.to_vec()), Some(Secret::new(otp.to_vec()))))
         }
-    }
-}
-
-/// Expiry (Unix seconds), groups, upstream attributes.
-type PassedEntry = (u64, Vec<String>, Attributes);
-
-/// What the first round of a `challenge` login found, until its State is answered. Per
-/// instance: the follow-up must reach the instance that issued the challenge, or it is refused
-/// (fail closed: its reply attributes would otherwise be lost).
-#[derive(Debug, Default)]
-pub struct Passed {
-    inner: std::sync::Mutex<std::collections::HashMap<[u8; 16], PassedEntry>>,
-}
-
-/// At most this many logins wait for their OTP at once; beyond it new challenges are refused.
-const MAX_PASSED: usize = 100_000;
-
-impl Passed {
-    /// Remembers `groups` and `attributes` for the State with `nonce`, until `expires_at`.
-    pub fn insert(
-        &self,
-        nonce: [u8; 16],
-        expires_at: u64,
-        now: u64,
-        groups: Vec<String>,
-        attributes: Attributes,
-    ) -> bool {
-        let Ok(mut m) = self.inner.lock() else {
-            return false;
-        };
-        if m.len() >= MAX_PASSED {
-            m.retain(|_, (exp, _, _)| *exp >= now);
-            if m.len() >= MAX_PASSED {
-                return false;
-            }
-        }
-        m.insert(nonce, (expires_at, groups, attributes));
-        true
-    }
-
-    /// Takes what was remembered for `nonce`.
-    pub fn take(&self, nonce: &[u8; 16]) -> Option<(Vec<String>, Attributes)> {
-        self.inner
-            .lock()
-            .ok()?
-            .remove(nonce)
-            .map(|(_, g, a)| (g, a))
     }
 }
 
@@ -211,12 +165,10 @@ impl Factors {
                 radius: upstream,
             },
             clients: radius
-                .clients
-                .iter()
+                .all_clients()
                 .map(|c| (c.name.clone(), (c.first_factor, c.password_otp.clone())))
                 .collect(),
             reply,
-            passed: Passed::default(),
         })
     }
 }

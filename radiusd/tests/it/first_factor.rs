@@ -477,3 +477,161 @@ fn reply_attributes_from_system_groups_without_a_first_factor() {
     assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
     assert!(reply.attr("Filter-Id").is_none(), "{}", reply.output);
 }
+
+/// `policy.required_groups` without a first factor: the system's groups (NSS). A user in none
+/// is refused before SxS is asked, exempt or not; in challenge mode the first answer is a
+/// challenge like anyone's (it does not tell membership) and the follow-up is refused.
+#[test]
+fn required_system_groups_gate_before_sxs() {
+    let sim = Sim::start_users(&["root", "sxs-not-a-local-user"]);
+    let policy =
+        "[policy]\nrequired_groups = [\"root\"]\nexempt_users = [\"sxs-not-a-local-user\"]\n";
+    let r = Radiusd::start(&config_text(&sim.url(), policy, None), "127.0.0.1:0");
+    let reply = send(&r, "root", &sim.otp("root"), None);
+    assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+    assert_eq!(sim.handle.stats().validate_otp, 1);
+    let outsider = "sxs-not-a-local-user";
+    let reply = send(&r, outsider, &sim.otp(outsider), None);
+    assert_eq!(code(&reply), "Access-Reject", "{}", r.logs());
+    r.wait_for_log("not-in-required-group");
+    assert_eq!(
+        sim.handle.stats().validate_otp,
+        1,
+        "the outsider reached SxS"
+    );
+    drop(r);
+
+    let r = Radiusd::start(
+        &config_text(&sim.url(), &format!("mode = \"challenge\"\n{policy}"), None),
+        "127.0.0.1:0",
+    );
+    let first = send(&r, outsider, "x", None);
+    assert_eq!(code(&first), "Access-Challenge", "{}", r.logs());
+    let state = first.attr("State").unwrap();
+    let reply = send(&r, outsider, &sim.otp(outsider), Some(&state));
+    assert_eq!(code(&reply), "Access-Reject", "{}", r.logs());
+    assert_eq!(
+        sim.handle.stats().validate_otp,
+        1,
+        "the outsider reached SxS"
+    );
+    let first = send(&r, "root", "x", None);
+    let state = first.attr("State").unwrap();
+    sim.handle.advance_time(30);
+    let reply = send(&r, "root", &sim.otp("root"), Some(&state));
+    assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+}
+
+/// `policy.required_groups` with the groups LDAP reports: carol (staff) has the right password
+/// but is in none, so she is refused before SxS. The directory connection is kept and reused
+/// from one login to the next (one TCP+TLS connection for several logins), and a kept
+/// connection that slapd closed (a restart) costs a new connection, not a Reject.
+#[test]
+fn ldap_required_groups_and_kept_connections() {
+    let mut slapd = Slapd::start();
+    let sim = Sim::start();
+    let cfg = format!(
+        "{}{}",
+        config_text(
+            &sim.url(),
+            &format!("{REPLY_RULES}[policy]\nrequired_groups = [\"vpn-admins\"]\n"),
+            Some(&client("vpn1", "first_factor = \"ldap\"\npassword_otp = \"separator\"")),
+        ),
+        ldap_section(
+            &slapd,
+            &format!(
+                "urls = [\"ldaps://127.0.0.1:{}\"]\nbind_dn = \"uid={{user}},ou=people,{BASE}\"\ngroup_attribute = \"seeAlso\"",
+                slapd.ldaps_port
+            )
+        )
+    );
+    let r = Radiusd::start(&cfg, "127.0.0.1:0");
+    let pid = r.child.id();
+
+    let reply = send(&r, "carol", &format!("carol-pw,{}", sim.otp("carol")), None);
+    assert_eq!(code(&reply), "Access-Reject", "{}", r.logs());
+    r.wait_for_log("not-in-required-group");
+    assert_eq!(sim.handle.stats().validate_otp, 0, "carol reached SxS");
+
+    let reply = send(&r, "alice", &format!("alice-pw,{}", sim.otp("alice")), None);
+    assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+    assert_eq!(reply.attr("Filter-Id").as_deref(), Some("admin-acl"));
+    let held = slapd.connections_from(pid);
+    assert_eq!(held.len(), 1, "one kept connection: {held:?}");
+    for user in ["bob", "alice"] {
+        sim.handle.advance_time(30);
+        let reply = send(&r, user, &format!("{user}-pw,{}", sim.otp(user)), None);
+        assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+    }
+    assert_eq!(
+        slapd.connections_from(pid),
+        held,
+        "the same connection served every login"
+    );
+    assert_eq!(sim.handle.stats().validate_otp, 3);
+
+    slapd.restart();
+    sim.handle.advance_time(30);
+    let reply = send(&r, "alice", &format!("alice-pw,{}", sim.otp("alice")), None);
+    assert_eq!(code(&reply), "Access-Accept", "{}", r.logs());
+    let now_held = slapd.connections_from(pid);
+    assert_eq!(now_held.len(), 1, "{now_held:?}");
+    assert_ne!(now_held, held, "a new connection after the restart");
+}
+
+/// Upstream pass-through attributes are known only once the upstream answered, so their size
+/// is checked then, before SxS is asked: an Accept that could not be sent (14 Filter-Ids of
+/// 250 octets plus the Proxy-States the request asks back) is a Reject that spends no OTP;
+/// the same login without the Proxy-States fits and is accepted with every attribute.
+#[test]
+fn upstream_attributes_that_would_not_fit_are_refused_before_sxs() {
+    let values: Vec<String> = (0..14)
+        .map(|i| format!("{i:02}{}", "f".repeat(248)))
+        .collect();
+    let reply_items = values
+        .iter()
+        .map(|v| format!("Filter-Id += \"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let users = format!("big Cleartext-Password := \"big-upstream\"\n\t{reply_items}\n");
+    let upstream = FreeRadius::start_with(&users, "", MA_POST_AUTH);
+    let sim = Sim::start_users(&["big"]);
+    let dead = format!("127.0.0.1:{}", free_udp_port());
+    let r = Radiusd::start(
+        &upstream_config(&sim, &upstream, &dead, UPSTREAM_SECRET, ""),
+        "127.0.0.1:0",
+    );
+    let proxy_states: String = (0..4)
+        .map(|i| format!("Proxy-State = 0x{}\n", format!("{i:02x}").repeat(250)))
+        .collect();
+    let reply = radclient(
+        &r.target(),
+        "auth",
+        SECRET,
+        &format!(
+            "User-Name = \"big\"\nUser-Password = \"big-upstream,{}\"\n{proxy_states}Message-Authenticator = 0x00\n",
+            sim.otp("big")
+        ),
+    );
+    assert_eq!(
+        code(&reply),
+        "Access-Reject",
+        "{}\n{}",
+        reply.output,
+        r.logs()
+    );
+    r.wait_for_log("reply-too-large");
+    assert_eq!(sim.handle.stats().validate_otp, 0, "the OTP was spent");
+
+    let reply = send(&r, "big", &format!("big-upstream,{}", sim.otp("big")), None);
+    assert_eq!(
+        code(&reply),
+        "Access-Accept",
+        "{}\n{}\n{}",
+        reply.output,
+        r.logs(),
+        upstream.log()
+    );
+    assert_eq!(all(&reply, "Filter-Id"), values);
+    assert_eq!(sim.handle.stats().validate_otp, 1);
+}

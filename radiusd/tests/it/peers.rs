@@ -213,6 +213,17 @@ olcAccess: {{1}}to * by users read by * none\n",
             .arg(d.join("slapd.d"))
             .arg("-l")
             .arg(d.join("data.ldif")));
+        let child = Slapd::spawn(d, ldap_port, ldaps_port);
+        Slapd {
+            child,
+            ldap_port,
+            ldaps_port,
+            ca: ca.ca,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(d: &Path, ldap_port: u16, ldaps_port: u16) -> Child {
         let mut child = Command::new("/usr/sbin/slapd")
             .args(["-d", "0", "-F"])
             .arg(d.join("slapd.d"))
@@ -226,13 +237,49 @@ olcAccess: {{1}}to * by users read by * none\n",
             .unwrap();
         wait_tcp(ldap_port, &mut child, "slapd");
         wait_tcp(ldaps_port, &mut child, "slapd");
-        Slapd {
-            child,
-            ldap_port,
-            ldaps_port,
-            ca: ca.ca,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Stops slapd (every connection to it is closed) and starts it again on the same ports
+    /// with the same database.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Slapd::spawn(self._dir.path(), self.ldap_port, self.ldaps_port);
+    }
+
+    /// The local ports of this process's established TCP connections to slapd (from
+    /// /proc/net/tcp): which connections our server holds open.
+    pub fn connections_from(&self, pid: u32) -> Vec<u16> {
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .filter_map(|l| {
+                        l.to_str()?
+                            .strip_prefix("socket:[")?
+                            .strip_suffix(']')
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ports = [self.ldap_port, self.ldaps_port];
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let mut out: Vec<u16> = table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let local = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+                let remote = u16::from_str_radix(f.get(2)?.rsplit(':').next()?, 16).ok()?;
+                let established = *f.get(3)? == "01";
+                let inode = *f.get(9)?;
+                (established && ports.contains(&remote) && inodes.iter().any(|i| i == inode))
+                    .then_some(local)
+            })
+            .collect();
+        out.sort_unstable();
+        out
     }
 }
 

@@ -726,3 +726,62 @@ fn check_config_reads_the_tls_files_and_says_what_is_wrong() {
     assert!(out.contains("radius.tls.ca_file"), "{out}");
     assert!(out.contains("clients-ca.pem"), "{out}");
 }
+
+/// A `[[radius.tls.clients]]` entry with a first factor: password + OTP (`append`) from a NAS
+/// behind radsecproxy, the password checked by a real slapd before SxS is asked, the group's
+/// reply attributes in the Accept that comes back over TLS.
+#[test]
+fn a_tls_client_with_an_ldap_first_factor() {
+    use crate::peers::{Slapd, BASE};
+    let slapd = Slapd::start();
+    let sim = Sim::start();
+    let pki = Pki::new();
+    let text = format!(
+        "{}\n[[radius.reply]]\ngroup = \"vpn-admins\"\nattributes = {{ \"Filter-Id\" = \"admin-acl\" }}\n{}\
+         first_factor = \"ldap\"\npassword_otp = \"append\"\n\
+         [first_factor.ldap]\nca_file = \"{}\"\nurls = [\"ldaps://127.0.0.1:{}\"]\n\
+         bind_dn = \"uid={{user}},ou=people,{BASE}\"\ngroup_attribute = \"seeAlso\"\n",
+        config_text(&sim.url(), "", Some("")),
+        pki.tls_section(""),
+        slapd.ca.display(),
+        slapd.ldaps_port,
+    );
+    let r = Radiusd::start(&text, "127.0.0.1:0");
+    let tls: SocketAddr = r
+        .stdout_after("sxs-radiusd tls listening on ")
+        .parse()
+        .unwrap();
+    let (cert, key) = pki.clients_ca.leaf(&["nas1.example.org"], false, false);
+    let proxy = Radsecproxy::start(&pki, tls, "ff", &cert, &key);
+
+    // The first request may be dropped while radsecproxy connects: retried (bounded). A wrong
+    // password is a Reject that never reaches SxS.
+    let mut reply = None;
+    for _ in 0..20 {
+        let r = access(&proxy.udp, "alice", "not-her-password123456", None);
+        if r.code.is_some() {
+            reply = Some(r);
+            break;
+        }
+    }
+    let reply = reply.unwrap_or_else(|| panic!("no answer:\n{}\n{}", proxy.log(), r.logs()));
+    assert_eq!(reply.code.as_deref(), Some("Access-Reject"), "{}", r.logs());
+    r.wait_for_log("first-factor-reject");
+    assert_eq!(sim.handle.stats().validate_otp, 0);
+
+    let reply = access(
+        &proxy.udp,
+        "alice",
+        &format!("alice-pw{}", sim.otp("alice")),
+        None,
+    );
+    assert_eq!(
+        reply.code.as_deref(),
+        Some("Access-Accept"),
+        "{}\n{}",
+        reply.output,
+        r.logs()
+    );
+    assert_eq!(reply.attr("Filter-Id").as_deref(), Some("admin-acl"));
+    assert_eq!(sim.handle.stats().validate_otp, 1);
+}

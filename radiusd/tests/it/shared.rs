@@ -479,3 +479,65 @@ fn redis_down_at_start_is_a_clear_error() {
     assert_eq!(status, Some(0), "{out}");
     assert!(out.contains("shared ok"), "{out}");
 }
+
+/// Password then OTP by challenge (`password_otp = "challenge"`, LDAP first factor): the
+/// password reaches instance A, the OTP instance B, and B's Accept carries the groups' reply
+/// attributes A found — kept in Redis under the State, taken once, nothing secret in it.
+#[test]
+fn a_password_on_a_and_the_otp_on_b_get_the_groups_attributes() {
+    use crate::peers::{Slapd, BASE};
+    let slapd = Slapd::start();
+    let sim = Sim::start();
+    let redis = RedisServer::start();
+    let section = format!(
+        "[[radius.reply]]\ngroup = \"vpn-admins\"\nattributes = {{ \"Filter-Id\" = \"admin-acl\" }}\n\
+         [[radius.clients]]\nname = \"vpn1\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
+         first_factor = \"ldap\"\npassword_otp = \"challenge\"\n\
+         [first_factor.ldap]\nca_file = \"{}\"\nurls = [\"ldaps://127.0.0.1:{}\"]\n\
+         bind_dn = \"uid={{user}},ou=people,{BASE}\"\ngroup_attribute = \"seeAlso\"\n\
+         [shared]\nredis_url = \"{}\"\n",
+        slapd.ca.display(),
+        slapd.ldaps_port,
+        redis.url()
+    );
+    let text = config_text(&sim.url(), "", Some("")) + &section;
+    let a = Radiusd::start(&text, "127.0.0.1:0");
+    let b = Radiusd::start(&text, "127.0.0.1:0");
+    let monitor = redis.monitor();
+    let first = auth(&a.target(), "alice", "alice-pw");
+    assert_eq!(
+        code(&first),
+        "Access-Challenge",
+        "{}\n{}",
+        first.output,
+        a.logs()
+    );
+    let state = first.attr("State").expect("State");
+    let follow = |r: &Radiusd, otp: &str| {
+        radclient(
+            &r.target(),
+            "auth",
+            SECRET,
+            &format!("User-Name = \"alice\"\nUser-Password = \"{otp}\"\nState = {state}\nMessage-Authenticator = 0x00\n"),
+        )
+    };
+    let reply = follow(&b, &sim.otp("alice"));
+    assert_eq!(
+        code(&reply),
+        "Access-Accept",
+        "{}\n{}",
+        reply.output,
+        b.logs()
+    );
+    assert_eq!(reply.attr("Filter-Id").as_deref(), Some("admin-acl"));
+    let seen = monitor.text();
+    assert!(seen.contains("\"sxs:passed:"), "{seen}");
+    assert!(
+        !seen.contains("alice-pw") && !seen.contains(&sim.otp("alice")),
+        "a secret reached Redis: {seen}"
+    );
+    // Taken once: the same State again is refused (and would find nothing kept).
+    sim.handle.advance_time(30);
+    let reply = follow(&a, &sim.otp("alice"));
+    assert_eq!(code(&reply), "Access-Reject", "{}", reply.output);
+}
