@@ -1091,6 +1091,23 @@ impl Validator<'_> {
         })
     }
 
+    /// One name per client, across `[[radius.clients]]` and `[[radius.tls.clients]]`: names
+    /// identify clients in logs, bind challenge States and pick the first factor.
+    fn unique_client_name<'a>(
+        &self,
+        key: &str,
+        name: &str,
+        mut taken: impl Iterator<Item = &'a str>,
+    ) -> Result<()> {
+        if taken.any(|t| t == name) {
+            return Err(self.err(
+                &format!("{key}.name"),
+                format!("client name {name:?} is used twice (names are unique across [[radius.clients]] and [[radius.tls.clients]]); names identify clients in logs and challenge States"),
+            ));
+        }
+        Ok(())
+    }
+
     /// A list of group names: none empty or padded (a typo there would lock everyone out, or
     /// silently match nothing).
     fn group_names(&self, key: &str, names: Vec<String>) -> Result<Vec<String>> {
@@ -1197,12 +1214,11 @@ impl Validator<'_> {
             let methods = self
                 .methods(&format!("{key}.methods"), c.methods)?
                 .unwrap_or(default_methods);
-            if clients.iter().any(|o: &RadiusClient| o.name == c.name) {
-                return Err(self.err(
-                    &format!("{key}.name"),
-                    format!("client name {:?} is used twice; names identify clients in logs and challenge States", c.name),
-                ));
-            }
+            self.unique_client_name(
+                &key,
+                &c.name,
+                clients.iter().map(|o: &RadiusClient| o.name.as_str()),
+            )?;
             let (first_factor, password_otp) = self.client_factors(
                 &key,
                 first_factor::ClientFactorKeys {
@@ -1365,16 +1381,11 @@ impl Validator<'_> {
             let secret = self
                 .secret(&format!("{key}.secret"), c.secret, c.secret_file)?
                 .unwrap_or_else(|| Secret::from("radsec"));
-            // One name per client across UDP and TLS: names bind challenge States and pick
-            // the first factor.
-            if ctx.udp_clients.iter().any(|o| o.name == c.name)
-                || clients.iter().any(|o: &TlsClient| o.client.name == c.name)
-            {
-                return Err(self.err(
-                    &format!("{key}.name"),
-                    format!("client name {:?} is used twice (across [[radius.clients]] and [[radius.tls.clients]]); names identify clients in logs and challenge States", c.name),
-                ));
-            }
+            let taken = ctx
+                .udp_clients
+                .iter()
+                .chain(clients.iter().map(|o: &TlsClient| &o.client));
+            self.unique_client_name(&key, &c.name, taken.map(|o| o.name.as_str()))?;
             let (first_factor, password_otp) = self.client_factors(
                 &key,
                 first_factor::ClientFactorKeys {

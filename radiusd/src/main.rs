@@ -490,13 +490,21 @@ async fn check_config(path: &Path) -> Result<ExitCode, String> {
                 Ok(f) => {
                     if let Some(l) = &cfg.first_factor.ldap {
                         println!(
-                            "first factor ldap: {} (groups: {:?})",
+                            "first factor ldap: {} (groups: {:?}; up to {} idle connection(s) kept {:?})",
                             l.urls.join(", "),
-                            l.groups
+                            l.groups,
+                            l.pool_size,
+                            l.pool_idle_timeout
                         );
                     }
                     if let Some(u) = &cfg.first_factor.radius {
                         println!("first factor radius: {}", u.servers.join(", "));
+                    }
+                    if !cfg.policy.required_groups.is_empty() {
+                        println!(
+                            "policy: only members of {:?} may authenticate (checked before exemptions)",
+                            cfg.policy.required_groups
+                        );
                     }
                     if !f.reply.is_empty() {
                         println!(
