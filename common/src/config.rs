@@ -1512,14 +1512,32 @@ pub fn check_secret_file_mode(path: &Path, key: &str) -> Result<()> {
 }
 
 /// Reads a secret file: refused when other users can read it; one trailing newline is removed.
+/// The largest secret file read (shared secrets, keys and passwords are far smaller).
+pub const MAX_SECRET_FILE: usize = 64 * 1024;
+
 pub fn read_secret_file(path: &Path, key: &str) -> Result<Secret> {
+    use std::io::Read;
     check_secret_file_mode(path, key)?;
-    let mut bytes =
-        zeroize::Zeroizing::new(std::fs::read(path).map_err(|source| Error::ReadFile {
-            file: path.to_path_buf(),
+    let read_err = |source| Error::ReadFile {
+        file: path.to_path_buf(),
+        key: key.to_string(),
+        source,
+    };
+    // Bounded (a key file is small; a device or a log named by mistake is not), into a buffer
+    // allocated once so that no copy of the secret is left behind by a reallocation.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(MAX_SECRET_FILE + 1));
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE as u64 + 1).read_to_end(&mut bytes))
+        .map_err(read_err)?;
+    if bytes.len() > MAX_SECRET_FILE {
+        return Err(Error::ConfigKey {
+            file: path.display().to_string(),
             key: key.to_string(),
-            source,
-        })?);
+            message: format!(
+                "the secret file is larger than {MAX_SECRET_FILE} bytes: is it the right file?"
+            ),
+        });
+    }
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
     }

@@ -231,6 +231,17 @@ fn secret_files_readable_by_others_are_refused() {
         c.radius.unwrap().clients[0].secret.expose(),
         b"a-long-shared-secret"
     );
+    // A file far larger than any secret (a log or a device named by mistake) is refused,
+    // naming the key, without being read whole; the largest allowed one is read.
+    std::fs::write(&secret, vec![b'x'; MAX_SECRET_FILE + 1]).unwrap();
+    let e = err_of(&text);
+    assert!(
+        e.contains("radius.clients[0].secret_file") && e.contains("larger than 65536 bytes"),
+        "{e}"
+    );
+    std::fs::write(&secret, vec![b'x'; MAX_SECRET_FILE]).unwrap();
+    let c = Config::from_toml_str(&text, "test.toml", no_env()).unwrap();
+    assert_eq!(c.radius.unwrap().clients[0].secret.len(), MAX_SECRET_FILE);
 }
 
 #[test]
