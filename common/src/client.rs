@@ -117,6 +117,9 @@ pub struct SxsClient {
     max_connections: usize,
     /// Told about every call and every server found up or down (metrics).
     observer: Arc<dyn SxsObserver>,
+    /// Per authentication-root path (`auth_path` and each method's), the URL on each server,
+    /// joined once here rather than parsed again on every call.
+    endpoints: Vec<(String, Vec<std::result::Result<reqwest::Url, String>>)>,
 }
 
 /// Where a request failed, for the failover rule.
@@ -235,7 +238,25 @@ impl SxsClient {
         let http = builder
             .build()
             .map_err(|e| Error::HttpClient(error_chain(&e)))?;
+        let paths = [
+            &settings.auth_path,
+            &settings.methods.validate_mac.path,
+            &settings.methods.send_sms.path,
+            &settings.methods.start_push.path,
+        ];
+        let mut endpoints: Vec<(String, Vec<_>)> = Vec::with_capacity(paths.len());
+        for path in paths {
+            if endpoints.iter().all(|(p, _)| p != path) {
+                let urls = settings
+                    .servers
+                    .iter()
+                    .map(|base| join(base, path))
+                    .collect();
+                endpoints.push((path.clone(), urls));
+            }
+        }
         Ok(Self {
+            endpoints,
             http,
             down_until: Mutex::new(vec![None; settings.servers.len()]),
             settings: settings.clone(),
@@ -276,14 +297,15 @@ impl SxsClient {
     fn server_order(&self) -> Vec<usize> {
         let now = self.clock.now();
         let down = match self.down_until.lock() {
-            Ok(d) => d.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
         };
         let is_down = |i: usize| down.get(i).copied().flatten().is_some_and(|t| t > now);
-        let (mut up, down): (Vec<usize>, Vec<usize>) =
-            (0..self.settings.servers.len()).partition(|&i| !is_down(i));
-        up.extend(down);
-        up
+        let n = self.settings.servers.len();
+        let mut order = Vec::with_capacity(n);
+        order.extend((0..n).filter(|&i| !is_down(i)));
+        order.extend((0..n).filter(|&i| is_down(i)));
+        order
     }
 
     fn mark(&self, index: usize, down: bool) {
@@ -526,9 +548,14 @@ impl SxsClient {
             let Some(base) = self.settings.servers.get(index) else {
                 continue;
             };
-            let url = match base.join(path) {
+            let joined = self
+                .endpoints
+                .iter()
+                .find(|(p, _)| p == path)
+                .and_then(|(_, urls)| urls.get(index).cloned());
+            let url = match joined.unwrap_or_else(|| join(base, path)) {
                 Ok(u) => u,
-                Err(e) => return Verdict::unavailable(format!("bad URL for {base}: {e}")),
+                Err(e) => return Verdict::unavailable(e),
             };
             let start = Instant::now();
             match self
@@ -579,17 +606,29 @@ impl SxsClient {
                 self.settings.timeout
             )));
         }
+        // No per-request reqwest timeout: `deadline` bounds the whole exchange below (a second
+        // timer and the request extensions it needs would cost on every call).
+        let action = if soap_action.is_empty() {
+            HeaderValue::from_static("\"\"")
+        } else {
+            HeaderValue::from_str(&format!("\"{soap_action}\""))
+                .map_err(|e| SendError::Failed(format!("SOAPAction {soap_action:?}: {e}")))?
+        };
         let request = self
             .http
             .post(url)
-            .header(CONTENT_TYPE, "text/xml; charset=utf-8")
-            .header("SOAPAction", format!("\"{soap_action}\""))
-            .timeout(remaining)
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/xml; charset=utf-8"),
+            )
+            .header("SOAPAction", action)
             .body(body);
         let work = async {
             let mut response = request.send().await.map_err(classify)?;
             let status = response.status().as_u16();
-            let mut buf = Vec::new();
+            let expected = response.content_length().unwrap_or(0);
+            let mut buf =
+                Vec::with_capacity(usize::try_from(expected).map_or(0, |n| n.min(soap::MAX_BODY)));
             while let Some(chunk) = response.chunk().await.map_err(|e| {
                 SendError::Failed(format!("reading the response: {}", error_chain(&e)))
             })? {
@@ -944,6 +983,12 @@ fn classify(e: reqwest::Error) -> SendError {
     } else {
         SendError::Failed(text)
     }
+}
+
+/// `path` on the server `base`, or why not.
+fn join(base: &reqwest::Url, path: &str) -> std::result::Result<reqwest::Url, String> {
+    base.join(path)
+        .map_err(|e| format!("bad URL for {base}: {e}"))
 }
 
 /// An error with its causes, `a: b: c`, without repeating the same text.

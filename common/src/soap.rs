@@ -32,6 +32,12 @@ const MAX_ELEMENTS: usize = 1024;
 /// Escapes text for an XML element.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(&mut out, text);
+    out
+}
+
+/// Appends `text` to `out`, escaped for an XML element.
+fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -42,23 +48,31 @@ pub fn escape(text: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+}
+
+fn envelope_open(out: &mut String, ns_prefix: &str, ns: &str) {
+    let _ = write!(
+        out,
+        "<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\" xmlns:{ns_prefix}=\"{ns}\">\n  <soapenv:Header/>\n  <soapenv:Body>\n"
+    );
+}
+
+fn envelope_close(out: &mut String) {
+    out.push_str("  </soapenv:Body>\n</soapenv:Envelope>\n");
 }
 
 fn envelope(ns_prefix: &str, ns: &str, body: &str) -> String {
-    format!(
-        "<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\" xmlns:{ns_prefix}=\"{ns}\">\n  <soapenv:Header/>\n  <soapenv:Body>\n{body}  </soapenv:Body>\n</soapenv:Envelope>\n"
-    )
+    let mut out = String::with_capacity(body.len() + 256);
+    envelope_open(&mut out, ns_prefix, ns);
+    out.push_str(body);
+    envelope_close(&mut out);
+    out
 }
 
 fn leaf(out: &mut String, indent: usize, name: &str, value: &str) {
-    let _ = writeln!(
-        out,
-        "{:indent$}<{name}>{}</{name}>",
-        "",
-        escape(value),
-        indent = indent
-    );
+    let _ = write!(out, "{:indent$}<{name}>", "", indent = indent);
+    escape_into(out, value);
+    let _ = writeln!(out, "</{name}>");
 }
 
 /// The identity and profile every authentication request ends with, in the vendor samples'
@@ -83,17 +97,23 @@ pub fn validate_otp_request(
     user_id: Option<&str>,
     application_profile: &str,
 ) -> zeroize::Zeroizing<String> {
-    let mut body = String::with_capacity(256);
-    body.push_str("    <aut:validateOtpRequest>\n");
+    // One buffer, sized so that it never grows (growing would leave a copy of the OTP in
+    // the freed block): the fixed text is ~330 bytes, the variable parts at most 6 times
+    // their length once escaped.
+    let variable = otp.len()
+        + token_sn.map_or(0, str::len)
+        + user_id.map_or(0, str::len)
+        + application_profile.len();
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(512 + 6 * variable));
+    envelope_open(&mut out, "aut", NS_AUTH);
+    out.push_str("    <aut:validateOtpRequest>\n      <otp>");
     // The OTP is checked to be digits before this is called; escape anyway.
-    let otp_text = zeroize::Zeroizing::new(escape(otp.expose_str().unwrap_or("")));
-    body.push_str("      <otp>");
-    body.push_str(&otp_text);
-    body.push_str("</otp>\n");
-    identity_tail(&mut body, token_sn, application_profile, user_id);
-    body.push_str("    </aut:validateOtpRequest>\n");
-    let body = zeroize::Zeroizing::new(body);
-    zeroize::Zeroizing::new(envelope("aut", NS_AUTH, &body))
+    escape_into(&mut out, otp.expose_str().unwrap_or(""));
+    out.push_str("</otp>\n");
+    identity_tail(&mut out, token_sn, application_profile, user_id);
+    out.push_str("    </aut:validateOtpRequest>\n");
+    envelope_close(&mut out);
+    out
 }
 
 /// The `sendSms` request of `[sxs.methods.send_sms]` (names configurable; PROTOCOL §1.4 gives
@@ -302,13 +322,31 @@ impl Element {
 
     /// The one descendant with this name: `Ok(None)` when absent, `Err` when there are several.
     pub fn unique(&self, name: &str) -> Result<Option<&Element>, String> {
-        let found = self.descendants(name);
-        match found.len() {
-            0 => Ok(None),
-            1 => Ok(Some(found[0])),
+        // Counted without collecting them: this runs several times per SxS answer.
+        fn walk<'a>(e: &'a Element, name: &str, first: &mut Option<&'a Element>, n: &mut usize) {
+            for c in &e.children {
+                if c.name == name {
+                    *n += 1;
+                    first.get_or_insert(c);
+                }
+                walk(c, name, first, n);
+            }
+        }
+        let (mut first, mut n) = (None, 0);
+        walk(self, name, &mut first, &mut n);
+        match n {
+            0 | 1 => Ok(first),
             n => Err(format!("{n} <{name}> elements where one was expected")),
         }
     }
+}
+
+/// `text.trim()`, in the same buffer.
+fn trim_in_place(text: &mut String) {
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
 }
 
 /// Parses a whole XML document into its root element. Refuses DTDs, unknown entities,
@@ -357,7 +395,7 @@ pub fn parse(xml: &str) -> Result<Element, String> {
             }
             Event::End(_) => {
                 let mut el = stack.pop().ok_or("unbalanced end tag")?;
-                el.text = el.text.trim().to_string();
+                trim_in_place(&mut el.text);
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -366,6 +404,9 @@ pub fn parse(xml: &str) -> Result<Element, String> {
             Event::Text(t) => {
                 let text = t.decode().map_err(|e| format!("bad text encoding: {e}"))?;
                 match stack.last_mut() {
+                    // Leading white space is trimmed at the end tag anyway: not stored (the
+                    // indentation between elements would cost an allocation per element).
+                    Some(el) if el.text.is_empty() && text.trim().is_empty() => {}
                     Some(el) => el.text.push_str(&text),
                     None if text.trim().is_empty() => {}
                     None => return Err("text outside the root element".into()),
@@ -419,11 +460,11 @@ pub fn body(root: &Element) -> Result<&Element, String> {
             root.name
         ));
     }
-    let bodies: Vec<_> = root.children.iter().filter(|c| c.name == "Body").collect();
-    match bodies.as_slice() {
-        [b] => Ok(b),
-        [] => Err("SOAP Envelope has no Body".into()),
-        _ => Err("SOAP Envelope has more than one Body".into()),
+    let mut bodies = root.children.iter().filter(|c| c.name == "Body");
+    match (bodies.next(), bodies.next()) {
+        (Some(b), None) => Ok(b),
+        (None, _) => Err("SOAP Envelope has no Body".into()),
+        (Some(_), Some(_)) => Err("SOAP Envelope has more than one Body".into()),
     }
 }
 

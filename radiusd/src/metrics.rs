@@ -5,8 +5,9 @@
 //! never a user name: cardinality stays bounded by the configuration, and the metrics hold no
 //! personal data. Encoding is `prometheus-client`'s text format.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -20,14 +21,14 @@ use tokio::sync::watch;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    client: String,
+    client: Label,
     transport: &'static str,
     code: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
-    client: String,
+    client: Label,
     reply: &'static str,
     reason: &'static str,
 }
@@ -40,20 +41,24 @@ struct ReasonLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SxsCallLabels {
     method: &'static str,
-    server: String,
+    server: Label,
     verdict: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SxsLatencyLabels {
     method: &'static str,
-    server: String,
+    server: Label,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServerLabels {
-    server: String,
+    server: Label,
 }
+
+/// A label value from the configuration (a client name, an SxS server URL): shared, so that
+/// counting a request copies no string.
+type Label = Arc<str>;
 
 /// Why a packet was dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +138,9 @@ pub struct Metrics {
     dedup_entries: Gauge,
     tls_connections: Gauge,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
+    /// Every client name and server URL seen, each allocated once (bounded by the
+    /// configuration, like the label sets themselves).
+    labels: RwLock<HashSet<Label>>,
 }
 
 impl Default for Metrics {
@@ -267,6 +275,30 @@ impl Metrics {
             dedup_entries,
             tls_connections,
             tls_handshake_failures,
+            labels: RwLock::default(),
+        }
+    }
+
+    /// The shared copy of `value`, made on first sight.
+    fn label(&self, value: &str) -> Label {
+        let known = match self.labels.read() {
+            Ok(set) => set.get(value).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(value).cloned(),
+        };
+        if let Some(label) = known {
+            return label;
+        }
+        let mut set = match self.labels.write() {
+            Ok(set) => set,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match set.get(value) {
+            Some(label) => label.clone(),
+            None => {
+                let label: Label = Arc::from(value);
+                set.insert(label.clone());
+                label
+            }
         }
     }
 
@@ -274,7 +306,7 @@ impl Metrics {
     pub fn request(&self, client: &str, transport: &'static str, code: &'static str) {
         self.requests
             .get_or_create(&RequestLabels {
-                client: client.to_string(),
+                client: self.label(client),
                 transport,
                 code,
             })
@@ -284,7 +316,7 @@ impl Metrics {
     pub fn decision(&self, client: &str, reply: &'static str, reason: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                client: client.to_string(),
+                client: self.label(client),
                 reply,
                 reason,
             })
@@ -357,25 +389,23 @@ impl common::SxsObserver for Metrics {
         verdict: &'static str,
         latency: Duration,
     ) {
+        let server = self.label(server);
         self.sxs_calls
             .get_or_create(&SxsCallLabels {
                 method,
-                server: server.to_string(),
+                server: server.clone(),
                 verdict,
             })
             .inc();
         self.sxs_latency
-            .get_or_create(&SxsLatencyLabels {
-                method,
-                server: server.to_string(),
-            })
+            .get_or_create(&SxsLatencyLabels { method, server })
             .observe(latency.as_secs_f64());
     }
 
     fn sxs_server(&self, server: &str, up: bool) {
         self.sxs_up
             .get_or_create(&ServerLabels {
-                server: server.to_string(),
+                server: self.label(server),
             })
             .set(i64::from(up));
     }

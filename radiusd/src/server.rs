@@ -607,7 +607,8 @@ impl<H: Handler> Server<H> {
         }
         let password = match packet.user_password() {
             Some(enc) => match auth::decode_user_password(enc, &authenticator, secret) {
-                Ok(p) => Some(Secret::new(p.to_vec())),
+                // Moved, not copied: no second copy of the OTP to wipe.
+                Ok(mut p) => Some(Secret::new(std::mem::take(&mut *p))),
                 Err(_) => None,
             },
             None => None,
