@@ -148,9 +148,10 @@ pub fn configure(dir: &Path, sim_url: &str, secret: &str) -> PeerConfig {
     }
 }
 
-/// Starts `freeradius -f` on the configuration; the caller waits for it to answer.
-pub fn spawn(bin: &Path, cfg: &PeerConfig) -> Child {
-    Command::new(bin)
+/// Starts `freeradius -f` on the configuration through `command` (the binary, possibly behind
+/// `taskset`); the caller waits for it to answer.
+pub fn spawn(mut command: Command, cfg: &PeerConfig) -> Child {
+    command
         .arg("-f")
         .arg("-d")
         .arg(&cfg.dir)
@@ -159,5 +160,5 @@ pub fn spawn(bin: &Path, cfg: &PeerConfig) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()))
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }

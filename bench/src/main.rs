@@ -40,6 +40,8 @@ enum Cmd {
     Radius {
         #[command(flatten)]
         load: LoadArgs,
+        #[command(flatten)]
+        server_args: ServerArgs,
         /// Latency the simulator adds to each validateOtp.
         #[arg(long, default_value_t = 0)]
         sxs_latency_ms: u64,
@@ -80,6 +82,28 @@ enum Cmd {
         /// The sxs-radiusd binary (default: next to this one).
         #[arg(long)]
         radiusd: Option<PathBuf>,
+        #[command(flatten)]
+        server_args: ServerArgs,
+    },
+    /// Two sxs-radiusd binaries under the same load, alternately (A B A B …), so a loaded
+    /// machine slows both alike; prints each run and the median ratios B / A.
+    Compare {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        server_args: ServerArgs,
+        /// Binary A (the baseline).
+        #[arg(long)]
+        baseline: PathBuf,
+        /// Binary B (default: the sxs-radiusd next to this one).
+        #[arg(long)]
+        radiusd: Option<PathBuf>,
+        /// Runs of each.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Latency the simulator adds to each validateOtp.
+        #[arg(long, default_value_t = 0)]
+        sxs_latency_ms: u64,
     },
     /// What building the SxS client costs (the PAM module builds one per authentication):
     /// http, https with `sxs.ca_file`, https with the system roots, and reqwest's own
@@ -120,6 +144,19 @@ enum Cmd {
     },
 }
 
+/// How the server under test runs.
+#[derive(Debug, Clone, clap::Args)]
+struct ServerArgs {
+    /// Pin the server under test to this CPU (`taskset -c`), so its CPU time is not spread
+    /// over the cores the load generator and the simulator use.
+    #[arg(long)]
+    server_cpu: Option<usize>,
+    /// `RUST_LOG` of sxs-radiusd. `info` (the default, as deployed) writes one line per
+    /// decision, to a file in the scratch directory; the lines are counted against the answers.
+    #[arg(long, default_value = "info")]
+    server_log: String,
+}
+
 #[derive(Debug, Clone, Copy, clap::Args)]
 struct LoadArgs {
     /// Requests kept in flight.
@@ -141,6 +178,7 @@ fn main() {
     match args.cmd {
         Cmd::Radius {
             load,
+            server_args,
             sxs_latency_ms,
             sxs_max_connections,
             radiusd,
@@ -156,9 +194,15 @@ fn main() {
                     measure(&sim, server, &secret, load, server_pid).await
                 }
                 _ => {
-                    let mut s = Server::radiusd(radiusd, &sim, &sxs_max_connections, load);
+                    let mut s = Server::radiusd(
+                        radiusd,
+                        &sim,
+                        &sxs_max_connections,
+                        load,
+                        &server_args,
+                    );
                     let f = measure(&sim, s.addr, SECRET, load, Some(s.child.id())).await;
-                    s.stop();
+                    print_log_check(s.stop(), &f);
                     f
                 }
             };
@@ -174,12 +218,29 @@ fn main() {
             in_flight_slow,
             freeradius,
             radiusd,
+            server_args,
         } => rt.block_on(peer(
             seconds,
             in_flight_fast,
             in_flight_slow,
             &freeradius,
             radiusd,
+            &server_args,
+        )),
+        Cmd::Compare {
+            load,
+            server_args,
+            baseline,
+            radiusd,
+            rounds,
+            sxs_latency_ms,
+        } => rt.block_on(compare(
+            load,
+            &server_args,
+            baseline,
+            radiusd,
+            rounds,
+            sxs_latency_ms,
         )),
         Cmd::Soak {
             seconds,
@@ -402,6 +463,7 @@ impl Server {
         sim: &SimHandle,
         max_connections: &str,
         load: LoadArgs,
+        how: &ServerArgs,
     ) -> Self {
         let dir = Self::scratch("radiusd");
         let config = dir.join("sxs.toml");
@@ -425,14 +487,15 @@ impl Server {
                 .unwrap()
                 .with_file_name("sxs-radiusd")
         });
-        let mut child = Command::new(&bin)
+        let log = std::fs::File::create(dir.join("radiusd.log")).unwrap();
+        let mut child = pinned(&bin, how.server_cpu)
             .arg("--config")
             .arg(&config)
             .arg("--listen")
             .arg("127.0.0.1:0")
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", &how.server_log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         let mut line = String::new();
@@ -449,10 +512,10 @@ impl Server {
     }
 
     /// FreeRADIUS + rlm_rest on the simulator; returns once it answers an Access-Request.
-    async fn freeradius(bin: &Path, sim: &SimHandle) -> Self {
+    async fn freeradius(bin: &Path, sim: &SimHandle, cpu: Option<usize>) -> Self {
         let dir = Self::scratch("freeradius");
         let cfg = freeradius::configure(&dir.join("raddb"), &sim.url(), SECRET);
-        let child = freeradius::spawn(bin, &cfg);
+        let child = freeradius::spawn(pinned(bin, cpu), &cfg);
         let mut server = Server {
             child,
             addr: cfg.listen,
@@ -489,10 +552,41 @@ impl Server {
         panic!("freeradius did not answer within 20 s");
     }
 
-    fn stop(&mut self) {
+    /// Stops the server with SIGTERM (sxs-radiusd answers what is in flight, flushes its log
+    /// and exits; killed after 10 s), removes its directory, and gives the number of decision
+    /// lines (`radius decision`) sxs-radiusd logged (`None` for another server).
+    fn stop(&mut self) -> Option<u64> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let lines = std::fs::read_to_string(self.dir.join("radiusd.log"))
+            .ok()
+            .map(|log| log.matches("radius decision").count() as u64);
         let _ = std::fs::remove_dir_all(&self.dir);
+        lines
+    }
+}
+
+/// `bin`, run through `taskset -c CPU` when a CPU is given (taskset execs it: the child's
+/// PID is the server's).
+fn pinned(bin: &Path, cpu: Option<usize>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(bin);
+            c
+        }
+        None => Command::new(bin),
     }
 }
 
@@ -505,11 +599,26 @@ struct Figures {
     accepts: u64,
     others: u64,
     lost: u64,
+    /// Every answer received, warm-up and drain included (the decision lines to expect).
+    answered_all: u64,
     cpu_ms_per_req: Option<f64>,
     peak_rss_mib: Option<f64>,
 }
 
 impl Figures {
+    /// The decision log against the answers: one line each, none lost.
+    fn log_check(&self, lines: u64) -> String {
+        format!(
+            "{lines} decision lines for {} answers{}",
+            self.answered_all,
+            if lines == self.answered_all {
+                ""
+            } else {
+                " (MISMATCH)"
+            }
+        )
+    }
+
     fn line(&self) -> String {
         format!(
             "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms; {} accepts, {} other answers, {} lost; server {} CPU-ms/req, peak RSS {} MiB",
@@ -591,13 +700,14 @@ async fn measure(
     let rss = pid.and_then(peak_rss_kib);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
-    let (mut accepts, mut others, mut lost) = (0u64, 0u64, 0u64);
+    let (mut accepts, mut others, mut lost, mut answered_all) = (0u64, 0u64, 0u64, 0u64);
     for t in tasks {
         let r = t.await.unwrap();
         latencies.extend(r.latencies_us);
         accepts += r.accepts;
         others += r.others;
         lost += r.lost;
+        answered_all += r.answered_all;
     }
     refresher.await.unwrap();
     latencies.sort_unstable();
@@ -609,6 +719,7 @@ async fn measure(
         accepts,
         others,
         lost,
+        answered_all,
         cpu_ms_per_req: match (cpu_before, cpu_after) {
             (Some(b), Some(a)) if answered > 0.0 => Some((a - b) / answered),
             _ => None,
@@ -624,21 +735,22 @@ async fn peer(
     in_flight_slow: usize,
     freeradius_bin: &Path,
     radiusd_bin: Option<PathBuf>,
+    how: &ServerArgs,
 ) {
     let mut rows = Vec::new();
     for (latency_ms, in_flight) in [(0, in_flight_fast), (100, in_flight_slow)] {
         let load = LoadArgs { in_flight, seconds };
         let sim = Arc::new(start_sim("127.0.0.1:0".parse().unwrap(), latency_ms).await);
-        let mut fr = Server::freeradius(freeradius_bin, &sim).await;
+        let mut fr = Server::freeradius(freeradius_bin, &sim, how.server_cpu).await;
         let theirs = measure(&sim, fr.addr, SECRET, load, Some(fr.child.id())).await;
         fr.stop();
         println!(
             "freeradius+rlm_rest, {latency_ms} ms SxS, {in_flight} in flight: {}",
             theirs.line()
         );
-        let mut ours = Server::radiusd(radiusd_bin.clone(), &sim, "auto", load);
+        let mut ours = Server::radiusd(radiusd_bin.clone(), &sim, "auto", load, how);
         let mine = measure(&sim, ours.addr, SECRET, load, Some(ours.child.id())).await;
-        ours.stop();
+        print_log_check(ours.stop(), &mine);
         println!(
             "sxs-radiusd,         {latency_ms} ms SxS, {in_flight} in flight: {}",
             mine.line()
@@ -672,12 +784,74 @@ async fn peer(
     }
 }
 
+fn print_log_check(lines: Option<u64>, f: &Figures) {
+    if let Some(lines) = lines {
+        println!("log: {}", f.log_check(lines));
+    }
+}
+
+/// Binary A and binary B alternately under the same load; each run's figures, then the median
+/// of B / A for CPU-ms per request, req/s and peak RSS.
+async fn compare(
+    load: LoadArgs,
+    how: &ServerArgs,
+    baseline: PathBuf,
+    radiusd: Option<PathBuf>,
+    rounds: usize,
+    latency_ms: u64,
+) {
+    let b = radiusd.unwrap_or_else(|| {
+        std::env::current_exe()
+            .unwrap()
+            .with_file_name("sxs-radiusd")
+    });
+    let sim = Arc::new(start_sim("127.0.0.1:0".parse().unwrap(), latency_ms).await);
+    let mut ratios: [Vec<f64>; 3] = Default::default();
+    for round in 1..=rounds.max(1) {
+        let mut pair = Vec::new();
+        for (name, bin) in [("A", &baseline), ("B", &b)] {
+            let mut s = Server::radiusd(Some(bin.clone()), &sim, "auto", load, how);
+            let f = measure(&sim, s.addr, SECRET, load, Some(s.child.id())).await;
+            let lines = s.stop();
+            println!(
+                "round {round} {name} ({}): {}; log: {}",
+                bin.display(),
+                f.line(),
+                lines.map_or_else(|| "?".into(), |l| f.log_check(l))
+            );
+            pair.push(f);
+        }
+        let (a, b) = (pair[0], pair[1]);
+        if let (Some(x), Some(y)) = (a.cpu_ms_per_req, b.cpu_ms_per_req) {
+            ratios[0].push(y / x);
+        }
+        ratios[1].push(b.req_s / a.req_s);
+        if let (Some(x), Some(y)) = (a.peak_rss_mib, b.peak_rss_mib) {
+            ratios[2].push(y / x);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2)
+            .map_or_else(|| "?".into(), |m| format!("{m:.2}"))
+    };
+    let [cpu, rate, rss] = &mut ratios;
+    println!(
+        "B / A, median of {rounds} rounds ({} in flight, {latency_ms} ms SxS): CPU-ms/req {}, req/s {}, peak RSS {}",
+        load.in_flight,
+        median(cpu),
+        median(rate),
+        median(rss)
+    );
+}
+
 #[derive(Default)]
 struct DriveResult {
     latencies_us: Vec<u32>,
     accepts: u64,
     others: u64,
     lost: u64,
+    answered_all: u64,
 }
 
 /// One UDP socket with up to `window` requests outstanding, each identifier reused only
@@ -721,6 +895,7 @@ async fn drive(
                 let id = usize::from(buf[1]);
                 if let Some((sent, counted)) = pending[id].take() {
                     outstanding -= 1;
+                    result.answered_all += 1;
                     if counted {
                         result
                             .latencies_us
