@@ -18,6 +18,7 @@ pub mod first_factor;
 pub mod handler;
 pub mod http;
 pub mod log_limit;
+pub mod log_writer;
 pub mod metrics;
 pub mod oob;
 pub mod packet;

@@ -51,8 +51,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Log lines are written off the request path, none lost (radiusd::log_writer).
+    let (writer, log_guard) = radiusd::log_writer::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -80,6 +82,10 @@ fn main() -> ExitCode {
         }
         serve(ConfigSource::File(args.config.clone()), &args.listen).await
     });
+    // Tasks still running may log while they stop; then every queued line is written before
+    // the error below or the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(log_guard);
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -123,6 +123,23 @@ impl Daemon {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The log once it contains `needle`, waiting for it (bounded): the daemon writes its
+    /// lines from a thread of its own, so a line can arrive after the answer it describes.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "log never showed {needle:?}:\n{logs}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+
     /// SIGKILL: no goodbye to anyone waiting.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -248,11 +265,8 @@ fn approved_push_logs_in_and_a_denied_one_is_refused() {
             && l.contains("decision=deny")),
         "{d:#?}"
     );
-    let logs = c.daemon.logs();
-    assert!(
-        logs.contains("pam socket decision") && logs.contains("result=\"denied\""),
-        "{logs}"
-    );
+    let logs = c.daemon.wait_for_log("result=\"denied\"");
+    assert!(logs.contains("pam socket decision"), "{logs}");
 }
 
 #[test]
@@ -415,11 +429,7 @@ fn sxsctl_push_and_only_root_may_use_the_socket() {
         String::from_utf8_lossy(&out.stderr).contains("only root may use this socket"),
         "{out:?}"
     );
-    assert!(
-        c.daemon.logs().contains("refused a peer that is not root"),
-        "{}",
-        c.daemon.logs()
-    );
+    c.daemon.wait_for_log("refused a peer that is not root");
     assert_eq!(c.sim.stats().start_push, 1);
 }
 

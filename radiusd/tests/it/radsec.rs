@@ -363,11 +363,7 @@ fn radclient_through_radsecproxy_accept_reject_challenge_and_status_server() {
         "{m}"
     );
     assert!(m.contains("sxs_radius_tls_connections 1"), "{m}");
-    assert!(
-        r.logs().contains("RADIUS/TLS connection client=\"nas1\""),
-        "{}",
-        r.logs()
-    );
+    r.wait_for_log("RADIUS/TLS connection client=\"nas1\"");
 
     // Status-Server: radsecproxy's RFC 5997 watchdog over the TLS connection, answered.
     let needle = r#"sxs_radius_requests_total{client="nas1",transport="tls",code="Status-Server"}"#;
@@ -523,23 +519,16 @@ fn idle_slow_and_excess_connections_cannot_hold_resources() {
     let mut slow = s_client(&pki, tls, &cert, &key, &[]);
     let mut stdin = slow.stdin.take().unwrap();
     r.wait_for_log("RADIUS/TLS connection client=\"nas1\"");
-    let mut sent = 0;
     for b in [1u8, 7, 0, 20, 0, 0, 0, 0] {
         if stdin.write_all(&[b]).and_then(|_| stdin.flush()).is_err() {
             break;
         }
-        sent += 1;
         std::thread::sleep(Duration::from_millis(400));
         if slow.try_wait().unwrap().is_some() {
             break;
         }
     }
     assert!(wait_exit(&mut slow), "slow TLS connection still open");
-    assert!(
-        sent < 8 || r.logs().contains("packet too slow"),
-        "{}",
-        r.logs()
-    );
     r.wait_for_log("packet too slow (radius.tls.read_timeout)");
     wait_metric(&r, "sxs_radius_tls_connections 0");
     assert_eq!(sim.handle.stats().validate_otp, 0);
@@ -664,6 +653,7 @@ fn requests_on_one_connection_are_answered_as_they_are_ready() {
         .find("Access-Accept for user alice")
         .expect("alice answered");
     assert!(bob < alice, "{log}");
+    r.wait_for_log("RADIUS/TLS connection client=");
     assert_eq!(
         r.logs().matches("RADIUS/TLS connection client=").count(),
         1,
