@@ -24,6 +24,15 @@ use radiusd::server::{self, Runtime, Server};
 use radiusd::state::{StateSigner, UsedStates};
 use radiusd::tls::{self, TlsRuntime};
 
+// Built with `--features mimalloc` or `--features jemalloc` only to measure them against
+// glibc's allocator (docs/benchmarks.md, "Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// RADIUS server that validates one-time passwords with ASEE SxS.
 #[derive(Debug, Parser)]
 #[command(
