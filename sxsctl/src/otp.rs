@@ -103,7 +103,9 @@ pub fn report(
     took: Duration,
 ) -> Result<Exit, Failure> {
     let policy = &ctx.cfg.policy;
-    let exempt = policy.is_exempt(&identity.user);
+    // What pam_sxs and sxs-radiusd would do first: the required groups, then exemptions.
+    let admitted = policy.admits_user(&identity.user);
+    let exempt = admitted && policy.is_exempt(&identity.user);
     let decision = policy.decide(&verdict, policy.failmode);
     let exit = exit_of(&verdict);
     let local = matches!(
@@ -139,6 +141,7 @@ pub fn report(
             "decision": decision.as_str(),
             "failmode": failmode_name(policy.failmode),
             "exempt": exempt,
+            "in_required_groups": admitted,
         });
         if let (Some(input), Some(obj)) = (mac_input, v.as_object_mut()) {
             obj.insert("mac_input".into(), input.into());
@@ -188,6 +191,15 @@ pub fn report(
             failmode_name(policy.failmode)
         ),
     )?;
+    if !admitted {
+        out.field(
+            "note",
+            format_args!(
+                "{} is in none of policy.required_groups {:?}: pam_sxs and sxs-radiusd refuse them before SxS is asked, whatever the OTP",
+                identity.user, policy.required_groups
+            ),
+        )?;
+    }
     if exempt {
         out.field(
             "note",

@@ -178,3 +178,32 @@ fn a_soap_fault_shows_its_code_and_message() {
     assert_eq!(run.field("sxs code"), "soap:Server");
     assert_eq!(run.field("sxs message"), "Organization not found");
 }
+
+/// The required groups are reported as pam_sxs and sxs-radiusd apply them: alice is not a
+/// local user, so she is in no group; the OTP is still checked (a diagnostic), with a note.
+#[test]
+fn otp_check_says_when_the_user_is_outside_the_required_groups() {
+    let sim = Sim::start();
+    let config = sim.config("[policy]\nrequired_groups = [\"root\"]\nexempt_users = [\"alice\"]\n");
+    let run = sxsctl(&config, &["otp", "check", "alice", &sim.otp("alice")]);
+    run.expect(0);
+    assert!(
+        run.field("note")
+            .contains("in none of policy.required_groups"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("is exempt"),
+        "the gate comes first: {}",
+        run.stdout
+    );
+    sim.next_step();
+    let run = sxsctl(
+        &config,
+        &["--json", "otp", "check", "alice", &sim.otp("alice")],
+    );
+    let v = run.json();
+    assert_eq!(v["in_required_groups"], false);
+    assert_eq!(v["exempt"], false);
+}
