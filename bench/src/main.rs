@@ -322,7 +322,161 @@ fn client_build(iterations: u32, ca_file: Option<PathBuf>) {
                 .unwrap(),
         )
     });
+
+    // What an authentication pays: build the client, connect (TLS handshake, the server's
+    // chain verified) and make one call, on a runtime made for it, as the PAM module does.
+    // The server: `openssl s_server -WWW` with a certificate of a test CA that is in
+    // SSL_CERT_FILE (the machine's bundle plus that CA) and in a `ca_file`.
+    let tls = TlsPeer::start(&scratch);
+    let url = format!("https://localhost:{}/SxSWS/", tls.port);
+    let one_call = |settings: &common::config::SxsSettings| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = common::SxsClient::new(settings).unwrap();
+        let reports = rt.block_on(client.health_check());
+        assert!(
+            reports.iter().all(|r| r.healthy),
+            "health check over TLS failed: {reports:?}"
+        );
+    };
+    let with_ca = settings(
+        &url,
+        &format!("ca_file = {:?}\n", tls.ca.display().to_string()),
+    );
+    let system = settings(&url, "");
+    time("https + sxs.ca_file, build + one call over TLS", &|| {
+        one_call(&with_ca)
+    });
+    time(
+        "https, system roots (SSL_CERT_FILE), build + one call over TLS",
+        &|| one_call(&system),
+    );
+    drop(tls);
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// `openssl s_server -WWW` on a free loopback port, certificate for `localhost` from a test
+/// CA made with `openssl req`; `SSL_CERT_FILE` pointed at the machine's bundle plus that CA.
+struct TlsPeer {
+    child: Child,
+    port: u16,
+    ca: PathBuf,
+}
+
+impl TlsPeer {
+    fn start(dir: &Path) -> TlsPeer {
+        let run = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "openssl {args:?} failed");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=sxs-bench CA",
+                "-days",
+                "2",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat());
+        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        let mut bundle =
+            std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+        bundle.push_str(&std::fs::read_to_string(dir.join("ca.pem")).unwrap());
+        std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
+        // Read by the SxS client's system trust store; set before any client is built.
+        std::env::set_var("SSL_CERT_FILE", dir.join("bundle.pem"));
+        let www = dir.join("www");
+        std::fs::create_dir_all(www.join("SxSWS/api")).unwrap();
+        std::fs::write(www.join("SxSWS/api/healthCheck"), "{\"message\":\"ok\"}").unwrap();
+        let mut child = Command::new("openssl")
+            .current_dir(&www)
+            .args(["s_server", "-WWW", "-accept", "127.0.0.1:0", "-cert"])
+            .arg(dir.join("server.pem"))
+            .arg("-key")
+            .arg(dir.join("server.key"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        let port = loop {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "openssl s_server did not start"
+            );
+            if let Some(addr) = line.trim().strip_prefix("ACCEPT ") {
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        TlsPeer {
+            child,
+            port,
+            ca: dir.join("ca.pem"),
+        }
+    }
+}
+
+impl Drop for TlsPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn start_sim(listen: SocketAddr, latency_ms: u64) -> SimHandle {

@@ -130,25 +130,6 @@ enum SendError {
     Failed(String),
 }
 
-/// The system's CA certificates, from its one bundle file (`SSL_CERT_FILE`, else the
-/// distribution's: `/etc/ssl/certs/ca-certificates.crt` on Debian, what `update-ca-certificates`
-/// writes). Reqwest's built-in loader also reads every file of `/etc/ssl/certs`: the same
-/// certificates again, through ~300 links, paid on every PAM authentication.
-fn system_roots() -> Result<Vec<reqwest::Certificate>> {
-    let Some(file) = openssl_probe::probe().cert_file else {
-        return Err(Error::HttpClient(
-            "an https SxS server and no sxs.ca_file, but no system CA bundle found (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, ...): set sxs.ca_file".into(),
-        ));
-    };
-    let pem = std::fs::read(&file).map_err(|source| Error::ReadFile {
-        file: file.clone(),
-        key: "system CA bundle (sxs.ca_file not set)".into(),
-        source,
-    })?;
-    reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| Error::HttpClient(format!("system CA bundle {}: {e}", file.display())))
-}
-
 impl SxsClient {
     /// Builds the client and its connection pool from `[sxs]`.
     pub fn new(settings: &SxsSettings) -> Result<Self> {
@@ -163,18 +144,8 @@ impl SxsClient {
         let value = HeaderValue::from_str(&settings.organization_id)
             .map_err(|e| Error::HttpClient(format!("sxs.organization_id: {e}")))?;
         headers.insert(name, value);
-        // Loading the system's ~150 CA certificates costs milliseconds: skip it when no
-        // https URL is configured or `ca_file` replaces them (the PAM module builds a client
-        // per authentication).
-        let https = settings
-            .servers
-            .iter()
-            .chain(settings.admin_url.iter())
-            .any(|u| u.scheme() == "https");
         let max_connections = settings.max_connections.resolve();
         let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
             .default_headers(headers)
             .user_agent(concat!("sxs-auth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(settings.connect_timeout)
@@ -182,59 +153,23 @@ impl SxsClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(max_connections)
             .tcp_nodelay(true);
-        if https && settings.ca_file.is_none() {
-            for cert in system_roots()? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let Some(ca) = &settings.ca_file {
-            let pem = std::fs::read(ca).map_err(|source| Error::ReadFile {
-                file: ca.clone(),
-                key: "sxs.ca_file".into(),
-                source,
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::HttpClient(format!("sxs.ca_file {}: {e}", ca.display())))?;
-            if certs.is_empty() {
-                return Err(Error::HttpClient(format!(
-                    "sxs.ca_file {}: no PEM certificate in the file",
-                    ca.display()
-                )));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if let (Some(cert), Some(key)) = (&settings.client_cert, &settings.client_key) {
-            let mut pem =
-                zeroize::Zeroizing::new(std::fs::read(cert).map_err(|source| Error::ReadFile {
-                    file: cert.clone(),
-                    key: "sxs.client_cert".into(),
-                    source,
-                })?);
-            pem.push(b'\n');
-            let key_pem =
-                zeroize::Zeroizing::new(std::fs::read(key).map_err(|source| Error::ReadFile {
-                    file: key.clone(),
-                    key: "sxs.client_key".into(),
-                    source,
-                })?);
-            pem.extend_from_slice(&key_pem);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                Error::HttpClient(format!(
-                    "sxs.client_cert/sxs.client_key ({}, {}): {e}",
-                    cert.display(),
-                    key.display()
-                ))
-            })?;
-            builder = builder.identity(identity);
-        }
         if settings.insecure_skip_verify {
             tracing::warn!(
                 "sxs.insecure_skip_verify = true: the SxS server's TLS certificate is NOT checked; anyone on the path can answer for SxS"
             );
-            builder = builder.danger_accept_invalid_certs(true);
         }
+        // The TLS settings are read (and so checked) when an https URL or a TLS key names
+        // them; the system CA bundle only at a handshake that needs it (`tls`).
+        let https = settings
+            .servers
+            .iter()
+            .chain(settings.admin_url.iter())
+            .any(|u| u.scheme() == "https");
+        builder = if https || settings.ca_file.is_some() || settings.client_cert.is_some() {
+            builder.use_preconfigured_tls(tls::client_config(settings)?)
+        } else {
+            builder.use_rustls_tls().tls_built_in_root_certs(false)
+        };
         let http = builder
             .build()
             .map_err(|e| Error::HttpClient(error_chain(&e)))?;
@@ -1043,6 +978,8 @@ fn interpret_validate(status: u16, body: &str, identity: &Identity, url: &reqwes
         Err(_) => Verdict::unavailable(format!("{url}: HTTP {status} without a SOAP answer")),
     }
 }
+
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -225,6 +225,16 @@ pub fn sxsctl_with_stdin(config: &Path, args: &[&str], input: Option<&str>) -> R
     run(cmd, input)
 }
 
+/// As [`sxsctl`], with `env` added to its environment.
+pub fn sxsctl_env(config: &Path, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sxsctl"));
+    cmd.arg("--config").arg(config).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(cmd, None)
+}
+
 /// Runs `sxsctl ARGS…` as given (no --config added).
 pub fn sxsctl_raw(args: &[&str]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sxsctl"));

@@ -8,5 +8,6 @@ mod health;
 mod man;
 mod otp;
 mod sms_mac;
+mod tls;
 mod token;
 mod user;
