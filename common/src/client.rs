@@ -493,10 +493,9 @@ impl SxsClient {
                 Err(e) => return Verdict::unavailable(e),
             };
             let start = Instant::now();
-            match self
-                .post(url.clone(), soap_action, envelope.to_vec(), deadline)
-                .await
-            {
+            // Boxed, so the HTTP exchange's state exists only while a connection is in use,
+            // not in every request waiting for one above (thousands in a burst).
+            match Box::pin(self.post(url.clone(), soap_action, envelope.to_vec(), deadline)).await {
                 Ok((status, body)) => {
                     self.mark(index, false);
                     let verdict = interpret(status, &body, &url);

@@ -170,7 +170,9 @@ impl<V: Verifier + 'static> SxsHandler<V> {
     async fn handle_request(&self, request: AccessRequest) -> Outcome {
         if let Some((kind, mode)) = self.factors.of(&request.client) {
             let mode = mode.clone();
-            return self.handle_first_factor(request, kind, &mode).await;
+            // Boxed: its state (directory or RADIUS client) would otherwise size the task of
+            // every request, also of the thousands only waiting for an SxS connection.
+            return Box::pin(self.handle_first_factor(request, kind, &mode)).await;
         }
         let mut o = self.handle_inner(request).await;
         if o.reply == Reply::Accept && !self.factors.reply.is_empty() {
@@ -233,7 +235,8 @@ impl<V: Verifier + 'static> SxsHandler<V> {
         }
         if methods.allows(Method::Push) && (word == self.push_trigger || methods.only(Method::Push))
         {
-            return self.push(&identity, &request.client).await;
+            // Boxed for the same reason as the first factor (handle_request).
+            return Box::pin(self.push(&identity, &request.client)).await;
         }
         if methods.allows(Method::Mac) && (word == self.mac_trigger || methods.only(Method::Mac)) {
             return self.challenge(&user, &request.client, Method::Mac);
