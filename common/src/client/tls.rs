@@ -201,12 +201,11 @@ impl SystemRoots {
             .map(|i| memchr::memmem::Finder::new(i.as_slice()))
             .collect();
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            // A PEM block the decoder refuses cannot be a trust anchor, with or without us.
-            let Ok(cert) = cert else { continue };
-            if !finders.iter().any(|f| f.find(cert.as_ref()).is_some()) {
+        for der in pem_certificates(&pem) {
+            if !finders.iter().any(|f| f.find(&der).is_some()) {
                 continue;
             }
+            let cert = CertificateDer::from(der);
             let Ok(anchor) = webpki::anchor_from_trusted_cert(&cert) else {
                 continue;
             };
@@ -219,6 +218,33 @@ impl SystemRoots {
         }
         Ok(roots)
     }
+}
+
+/// The DER of every `CERTIFICATE` block of a PEM bundle. A block that does not decode is
+/// skipped: it cannot be a trust anchor. One base64 pass per block: rustls' PEM reader, line
+/// by line, made the lookup two to three times as slow over the whole bundle, and every PAM
+/// authentication without `ca_file` pays it.
+fn pem_certificates(pem: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let base64 = {
+        let mut spec = data_encoding::Specification::new();
+        spec.symbols
+            .push_str("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+        spec.padding = Some('=');
+        spec.ignore.push_str(" \t\r\n");
+        spec.encoding().ok()
+    };
+    let mut rest = pem;
+    std::iter::from_fn(move || loop {
+        let start = memchr::memmem::find(rest, BEGIN)? + BEGIN.len();
+        let len = memchr::memmem::find(rest.get(start..)?, END)?;
+        let body = rest.get(start..start + len)?;
+        rest = rest.get(start + len + END.len()..)?;
+        if let Some(der) = base64.as_ref().and_then(|b| b.decode(body).ok()) {
+            return Some(der);
+        }
+    })
 }
 
 impl ServerCertVerifier for SystemRoots {

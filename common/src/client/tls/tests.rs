@@ -189,3 +189,18 @@ fn lazy_system_roots_answer_exactly_as_the_whole_bundle() {
         assert_eq!(format!("{mine:?}"), format!("{theirs:?}"), "{name}");
     }
 }
+
+#[test]
+fn the_bundle_reader_finds_what_rustls_finds() {
+    let root = ca("sxs test root", None);
+    let mut text = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    // CRLF line ends and a block that is not base64 (skipped by both).
+    text.extend_from_slice(pem(&root.der).replace('\n', "\r\n").as_bytes());
+    text.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+    let mine: Vec<Vec<u8>> = pem_certificates(&text).collect();
+    let theirs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&text)
+        .filter_map(|c| c.ok().map(|c| c.as_ref().to_vec()))
+        .collect();
+    assert_eq!(mine.last(), Some(&root.der.as_ref().to_vec()));
+    assert_eq!(mine, theirs);
+}
