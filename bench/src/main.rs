@@ -360,7 +360,7 @@ fn client_build(iterations: u32, ca_file: Option<PathBuf>) {
 /// `openssl s_server -WWW` on a free loopback port, certificate for `localhost` from a test
 /// CA made with `openssl req`; `SSL_CERT_FILE` pointed at the machine's bundle plus that CA.
 struct TlsPeer {
-    child: Child,
+    _server: common::sim::tls_health::TlsHealthPeer,
     port: u16,
     ca: PathBuf,
 }
@@ -437,45 +437,19 @@ impl TlsPeer {
         std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
         // Read by the SxS client's system trust store; set before any client is built.
         std::env::set_var("SSL_CERT_FILE", dir.join("bundle.pem"));
-        let www = dir.join("www");
-        std::fs::create_dir_all(www.join("SxSWS/api")).unwrap();
-        std::fs::write(www.join("SxSWS/api/healthCheck"), "{\"message\":\"ok\"}").unwrap();
-        let mut child = Command::new("openssl")
-            .current_dir(&www)
-            .args(["s_server", "-WWW", "-accept", "127.0.0.1:0", "-cert"])
-            .arg(dir.join("server.pem"))
-            .arg("-key")
-            .arg(dir.join("server.key"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let port = loop {
-            line.clear();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "openssl s_server did not start"
-            );
-            if let Some(addr) = line.trim().strip_prefix("ACCEPT ") {
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let server = common::sim::tls_health::TlsHealthPeer::start(
+            dir,
+            &dir.join("server.pem"),
+            &dir.join("server.key"),
+            None,
+            None,
+        )
+        .unwrap();
         TlsPeer {
-            child,
-            port,
+            port: server.port,
+            _server: server,
             ca: dir.join("ca.pem"),
         }
-    }
-}
-
-impl Drop for TlsPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

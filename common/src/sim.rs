@@ -4,6 +4,8 @@
 //! movable clock, phone activation). Used by tests, benchmarks and the demo; documented in
 //! `docs/simulator.md`.
 
+pub mod tls_health;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

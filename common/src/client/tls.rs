@@ -32,7 +32,7 @@ pub(crate) fn client_config(settings: &SxsSettings) -> Result<rustls::ClientConf
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| Error::HttpClient(format!("TLS versions: {e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = if settings.insecure_skip_verify {
-        Arc::new(AnyCertificate(provider))
+        Arc::new(SystemRoots::accept_any(provider))
     } else if let Some(ca) = &settings.ca_file {
         let pem = std::fs::read(ca).map_err(|source| Error::ReadFile {
             file: ca.clone(),
@@ -132,7 +132,9 @@ const REMEMBERED_CHAINS: usize = 16;
 /// chain names (see the module comment). What a chain needs is remembered for the life of
 /// the client, as a bundle parsed up front would be.
 pub(crate) struct SystemRoots {
-    bundle: PathBuf,
+    /// `None`: `sxs.insecure_skip_verify`, any certificate is taken (the handshake's
+    /// signature is still checked against it: the peer holds the key of what it presented).
+    bundle: Option<PathBuf>,
     provider: Arc<CryptoProvider>,
     /// Issuer names of a presented chain → the verifier holding the bundle's matching CAs.
     known: Mutex<HashMap<Vec<Vec<u8>>, Arc<WebPkiServerVerifier>>>,
@@ -149,7 +151,16 @@ impl std::fmt::Debug for SystemRoots {
 impl SystemRoots {
     pub(crate) fn new(bundle: PathBuf, provider: Arc<CryptoProvider>) -> Self {
         Self {
-            bundle,
+            bundle: Some(bundle),
+            provider,
+            known: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// No trust store: `sxs.insecure_skip_verify = true`.
+    fn accept_any(provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            bundle: None,
             provider,
             known: Mutex::new(HashMap::new()),
         }
@@ -159,6 +170,7 @@ impl SystemRoots {
     /// holds no CA of those names (webpki would answer "unknown issuer").
     fn verifier_for(
         &self,
+        bundle: &Path,
         issuers: Vec<Vec<u8>>,
     ) -> std::result::Result<Option<Arc<WebPkiServerVerifier>>, rustls::Error> {
         let mut known = match self.known.lock() {
@@ -168,7 +180,7 @@ impl SystemRoots {
         if let Some(v) = known.get(&issuers) {
             return Ok(Some(v.clone()));
         }
-        let roots = self.roots_named(&issuers)?;
+        let roots = Self::roots_named(bundle, &issuers)?;
         if roots.is_empty() {
             return Ok(None);
         }
@@ -186,13 +198,13 @@ impl SystemRoots {
     /// The bundle's CA certificates whose subject is one of `issuers`. Only those are parsed:
     /// a certificate that does not contain a wanted name anywhere cannot have it as subject.
     fn roots_named(
-        &self,
+        bundle: &Path,
         issuers: &[Vec<u8>],
     ) -> std::result::Result<RootCertStore, rustls::Error> {
-        let pem = std::fs::read(&self.bundle).map_err(|e| {
+        let pem = std::fs::read(bundle).map_err(|e| {
             rustls::Error::General(format!(
                 "system CA bundle {} (sxs.ca_file not set): {e}",
-                self.bundle.display()
+                bundle.display()
             ))
         })?;
         let finders: Vec<_> = issuers
@@ -256,6 +268,9 @@ impl ServerCertVerifier for SystemRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let Some(bundle) = &self.bundle else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let leaf = webpki::EndEntityCert::try_from(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let mut issuers = vec![leaf.issuer().to_vec()];
@@ -268,7 +283,7 @@ impl ServerCertVerifier for SystemRoots {
         }
         issuers.sort();
         issuers.dedup();
-        match self.verifier_for(issuers)? {
+        match self.verifier_for(bundle, issuers)? {
             Some(v) => {
                 v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
@@ -310,56 +325,6 @@ impl ServerCertVerifier for SystemRoots {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `sxs.insecure_skip_verify = true`: any certificate is taken; the handshake's signature is
-/// still checked against it (a proof the peer holds the key of what it presented).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -3,14 +3,14 @@
 //! bundle read through `SSL_CERT_FILE`, or a client certificate the server requires).
 //! Certificates are made by the test (rcgen) in a temporary directory.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+
+use common::sim::tls_health::TlsHealthPeer as OpenSsl;
 
 use crate::harness::*;
 
@@ -59,69 +59,6 @@ impl Ca {
     }
 }
 
-/// `openssl s_server -WWW` on a free loopback port with `cert` (and `chain`), serving
-/// `{"message":"ok"}` at `/SxSWS/api/healthCheck`; `client_ca`: a client certificate from it
-/// is required. Killed by its PID on drop.
-struct OpenSsl {
-    child: Child,
-    port: u16,
-}
-
-impl OpenSsl {
-    fn start(
-        dir: &Path,
-        cert: &Path,
-        key: &Path,
-        chain: Option<&Path>,
-        client_ca: Option<&Path>,
-    ) -> OpenSsl {
-        let www = dir.join("www");
-        std::fs::create_dir_all(www.join("SxSWS/api")).unwrap();
-        std::fs::write(www.join("SxSWS/api/healthCheck"), "{\"message\":\"ok\"}").unwrap();
-        let mut cmd = Command::new("openssl");
-        cmd.current_dir(&www)
-            .args(["s_server", "-WWW", "-accept", "127.0.0.1:0", "-cert"])
-            .arg(cert)
-            .arg("-key")
-            .arg(key);
-        if let Some(chain) = chain {
-            cmd.arg("-cert_chain").arg(chain);
-        }
-        if let Some(ca) = client_ca {
-            cmd.args(["-Verify", "1", "-verify_return_error", "-CAfile"])
-                .arg(ca);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let port = loop {
-            line.clear();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "openssl s_server did not start"
-            );
-            if let Some(addr) = line.trim().strip_prefix("ACCEPT ") {
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        };
-        // Keep reading its output so it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        OpenSsl { child, port }
-    }
-}
-
-impl Drop for OpenSsl {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Case {
     dir: tempfile::TempDir,
 }
@@ -166,7 +103,7 @@ impl Case {
         )
     }
 
-    /// A server certificate for `name` from `ca`, written out, and an `OpenSsl` serving it.
+    /// A server certificate for `name` from `ca`, written out, and `openssl s_server` serving it.
     fn serve(
         &self,
         ca: &Ca,
@@ -187,6 +124,7 @@ impl Case {
             chain.as_deref(),
             client_ca.as_deref(),
         )
+        .unwrap()
     }
 }
 
