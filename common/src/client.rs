@@ -290,17 +290,19 @@ impl SxsClient {
         if let Err(v) = has_identity(identity) {
             return v;
         }
-        let envelope = soap::validate_otp_request(
-            otp,
-            identity.token_sn.as_deref(),
-            identity.user_id.as_deref(),
-            application_profile,
-        );
+        let envelope = || {
+            soap::validate_otp_request(
+                otp,
+                identity.token_sn.as_deref(),
+                identity.user_id.as_deref(),
+                application_profile,
+            )
+        };
         self.auth_call(
             "validateOtp",
             &self.settings.auth_path,
             "",
-            envelope.as_bytes(),
+            envelope,
             |status, body, url| interpret_validate(status, body, identity, url),
         )
         .await
@@ -330,18 +332,20 @@ impl SxsClient {
             return v;
         }
         let method = &self.settings.methods.validate_mac;
-        let envelope = soap::validate_mac_request(
-            method,
-            mac,
-            input,
-            identity.token_sn.as_deref(),
-            identity.user_id.as_deref(),
-        );
+        let envelope = || {
+            soap::validate_mac_request(
+                method,
+                mac,
+                input,
+                identity.token_sn.as_deref(),
+                identity.user_id.as_deref(),
+            )
+        };
         self.auth_call(
             "validateMac",
             &method.path,
             &method.soap_action,
-            envelope.as_bytes(),
+            envelope,
             |status, body, url| interpret_validate(status, body, identity, url),
         )
         .await
@@ -376,18 +380,20 @@ impl SxsClient {
             Err(Refusal::Broken(cause)) => return refused(Verdict::unavailable(cause)),
         }
         let method = &self.settings.methods.send_sms;
-        let envelope = soap::send_sms_request(
-            method,
-            identity.token_sn.as_deref(),
-            identity.user_id.as_deref(),
-        );
+        let envelope = || {
+            zeroize::Zeroizing::new(soap::send_sms_request(
+                method,
+                identity.token_sn.as_deref(),
+                identity.user_id.as_deref(),
+            ))
+        };
         let mut masked_mobile = None;
         let verdict = self
             .auth_call(
                 "sendSms",
                 &method.path,
                 &method.soap_action,
-                envelope.as_bytes(),
+                envelope,
                 |status, body, url| match soap::read_send_sms(body, &method.mobile_element) {
                     Ok(soap::SendSmsAnswer::Failure { code, message }) => {
                         Verdict::Reject { code, message }
@@ -425,18 +431,20 @@ impl SxsClient {
             return v;
         }
         let method = &self.settings.methods.start_push;
-        let envelope = soap::start_push_request(
-            method,
-            input,
-            callback,
-            identity.token_sn.as_deref(),
-            identity.user_id.as_deref(),
-        );
+        let envelope = || {
+            soap::start_push_request(
+                method,
+                input,
+                callback,
+                identity.token_sn.as_deref(),
+                identity.user_id.as_deref(),
+            )
+        };
         self.auth_call(
             "startPush",
             &method.path,
             &method.soap_action,
-            envelope.as_bytes(),
+            envelope,
             |status, body, url| match soap::read_ack(body) {
                 Ok(Some((code, message))) => Verdict::Reject { code, message },
                 Ok(None) if status == 200 => Verdict::Accept {
@@ -460,12 +468,13 @@ impl SxsClient {
     /// One single-use call to the authentication service at `path`: bounded by
     /// `max_connections` and one deadline, sent to the next server only when the previous one
     /// provably did not get it. The HTTP answer of the server that did, or `Unavailable`.
+    /// `envelope` is written once a connection is free: requests queued for one hold no body.
     async fn auth_call(
         &self,
         operation: &'static str,
         path: &str,
         soap_action: &str,
-        envelope: &[u8],
+        envelope: impl FnOnce() -> zeroize::Zeroizing<String>,
         interpret: impl FnOnce(u16, &str, &reqwest::Url) -> Verdict,
     ) -> Verdict {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
@@ -476,6 +485,7 @@ impl SxsClient {
                 self.max_connections, self.settings.timeout
             ));
         };
+        let envelope = envelope();
         let mut not_delivered = Vec::new();
         let servers = self.server_order();
         let count = servers.len();
@@ -495,7 +505,14 @@ impl SxsClient {
             let start = Instant::now();
             // Boxed, so the HTTP exchange's state exists only while a connection is in use,
             // not in every request waiting for one above (thousands in a burst).
-            match Box::pin(self.post(url.clone(), soap_action, envelope.to_vec(), deadline)).await {
+            match Box::pin(self.post(
+                url.clone(),
+                soap_action,
+                envelope.as_bytes().to_vec(),
+                deadline,
+            ))
+            .await
+            {
                 Ok((status, body)) => {
                     self.mark(index, false);
                     let verdict = interpret(status, &body, &url);
