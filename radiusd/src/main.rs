@@ -58,6 +58,9 @@ struct Args {
     listen: Vec<SocketAddr>,
 }
 
+/// Threads for blocking calls (name resolution, NSS lookups); more wait for a free one.
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> ExitCode {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     // Log lines are written off the request path, none lost (radiusd::log_writer).
@@ -74,6 +77,10 @@ fn main() -> ExitCode {
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The blocking pool runs getaddrinfo for every new SxS connection to a host name (and
+        // the NSS group lookups): tokio's default of 512 threads let a burst of 1 024 new
+        // connections start 319 threads, +15 MiB (docs/benchmarks.md). Lookups queue instead.
+        .max_blocking_threads(BLOCKING_THREADS)
         .build()
     {
         Ok(r) => r,
