@@ -97,6 +97,13 @@ if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ttl) then return {'claimed'} 
 return {'ok', v}
 ";
 
+/// KEYS: key. Reads and deletes it in one step (GETDEL without needing Redis 6.2).
+const TAKE: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then redis.call('DEL', KEYS[1]) end
+return v
+";
+
 /// Pending approvals shared through Redis or Valkey.
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -108,6 +115,7 @@ pub struct RedisStore {
     url: String,
     create: Script,
     claim: Script,
+    take: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -178,6 +186,7 @@ impl RedisStore {
             url: shown,
             create: Script::new(CREATE),
             claim: Script::new(CLAIM),
+            take: Script::new(TAKE),
         });
         tokio::spawn(keep_subscribed(Arc::downgrade(&store), client, pubsub));
         Ok(store)
@@ -403,15 +412,13 @@ impl RedisStore {
         .await
     }
 
-    /// Takes (reads and deletes, atomically: GETDEL, Redis ≥ 6.2 / Valkey) what
+    /// Takes (reads and deletes, atomically, in a script: any Redis with Lua, Valkey) what
     /// [`Self::put_passed`] kept; `None` when nothing is (expired, or taken already).
     pub async fn take_passed(&self, nonce: &[u8]) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         bounded(
             "take first-factor result",
-            redis::cmd("GETDEL")
-                .arg(passed_key(nonce))
-                .query_async(&mut conn),
+            self.take.key(passed_key(nonce)).invoke_async(&mut conn),
         )
         .await
     }
