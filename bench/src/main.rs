@@ -14,7 +14,7 @@
 mod freeradius;
 mod soak;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -600,42 +600,19 @@ impl Server {
             Ok(n) => n.to_string(),
             Err(_) => format!("{max_connections:?}"),
         };
-        let mut f = std::fs::File::create(&config).unwrap();
-        write!(
-            f,
+        let text = format!(
             "[sxs]\nservers = [\"{}\"]\norganization_id = \"1\"\ntimeout = \"10s\"\nmax_connections = {max_connections}\n[radius]\nreject_delay = \"0s\"\nmax_in_flight = {max}\n[[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\nrequire_message_authenticator = true\n",
             sim.url()
-        )
-        .unwrap();
-        drop(f);
-        std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        let bin = bin.unwrap_or_else(|| {
-            std::env::current_exe()
-                .unwrap()
-                .with_file_name("sxs-radiusd")
-        });
+        );
         let log = std::fs::File::create(dir.join("radiusd.log")).unwrap();
-        let mut child = pinned(&bin, how.server_cpu)
-            .arg("--config")
-            .arg(&config)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .env("RUST_LOG", &how.server_log)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("sxs-radiusd listening on ")
-            .unwrap_or_else(|| panic!("sxs-radiusd did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let (child, addr) = launch_radiusd(
+            bin,
+            &config,
+            &text,
+            |bin| pinned(bin, how.server_cpu),
+            &how.server_log,
+            log.into(),
+        );
         Server { child, addr, dir }
     }
 
@@ -707,6 +684,48 @@ impl Server {
 
 /// `bin`, run through `taskset -c CPU` when a CPU is given (taskset execs it: the child's
 /// PID is the server's).
+/// Writes `config_text` to `config` (mode 0600, as sxs-radiusd requires of a file holding
+/// secrets), runs `bin` (default: the `sxs-radiusd` next to this binary) through `command`
+/// (plain, or pinned with taskset) on a free loopback port at `RUST_LOG=rust_log`, and gives
+/// the child and the address it reports listening on.
+fn launch_radiusd(
+    bin: Option<PathBuf>,
+    config: &Path,
+    config_text: &str,
+    command: impl FnOnce(&Path) -> Command,
+    rust_log: &str,
+    stderr: Stdio,
+) -> (Child, SocketAddr) {
+    std::fs::write(config, config_text).unwrap();
+    std::fs::set_permissions(config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let bin = bin.unwrap_or_else(|| {
+        std::env::current_exe()
+            .unwrap()
+            .with_file_name("sxs-radiusd")
+    });
+    let mut child = command(&bin)
+        .arg("--config")
+        .arg(config)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("sxs-radiusd listening on ")
+        .unwrap_or_else(|| panic!("sxs-radiusd did not start: {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
 fn pinned(bin: &Path, cpu: Option<usize>) -> Command {
     match cpu {
         Some(cpu) => {

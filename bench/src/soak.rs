@@ -24,7 +24,6 @@ use radiusd::auth::{encode_user_password, verify_response};
 use radiusd::packet::{attr, encode_request, Code};
 use rand::{Rng, SeedableRng};
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use crate::SECRET;
@@ -429,39 +428,16 @@ fn spawn_radiusd(
         rand::random::<u32>()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sxs.toml");
-    let mut f = std::fs::File::create(&config).unwrap();
-    write!(
-        f,
+    let text = format!(
         "[sxs]\nservers = [\"{sim_url}\"]\norganization_id = \"1\"\ntimeout = \"10s\"\n{extra}\n[[radius.clients]]\nname = \"bench\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n",
-    )
-    .unwrap();
-    drop(f);
-    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let bin = bin.unwrap_or_else(|| {
-        std::env::current_exe()
-            .unwrap()
-            .with_file_name("sxs-radiusd")
-    });
-    let mut child = Command::new(&bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let target: SocketAddr = line
-        .trim()
-        .strip_prefix("sxs-radiusd listening on ")
-        .unwrap_or_else(|| panic!("sxs-radiusd did not start: {line:?}"))
-        .parse()
-        .unwrap();
+    );
+    let (child, target) = crate::launch_radiusd(
+        bin,
+        &dir.join("sxs.toml"),
+        &text,
+        |bin: &std::path::Path| Command::new(bin),
+        "error",
+        Stdio::inherit(),
+    );
     (child, target, dir)
 }
