@@ -1,5 +1,6 @@
 //! The async SxS client: `validateOtp` with failover, health checks, and the administrative
-//! calls. One `reqwest` connection pool per [`SxsClient`]; build one per process.
+//! calls. One connection pool per [`SxsClient`] (our own HTTP/1.1, `http1`); build one per
+//! process.
 //!
 //! The rule that shapes failover: an OTP is single-use at SxS, so a request is only ever sent
 //! to the next server when it provably did not reach the previous one (the TCP connection or
@@ -9,8 +10,6 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use crate::codes;
 use crate::config::SxsSettings;
@@ -106,7 +105,7 @@ pub struct HealthReport {
 /// The SxS client. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct SxsClient {
-    http: reqwest::Client,
+    http: http1::Http1,
     settings: SxsSettings,
     /// Per server: until when it is tried last, after a connection failure.
     down_until: Mutex<Vec<Option<Instant>>>,
@@ -119,10 +118,11 @@ pub struct SxsClient {
     observer: Arc<dyn SxsObserver>,
     /// Per authentication-root path (`auth_path` and each method's), the URL on each server,
     /// joined once here rather than parsed again on every call.
-    endpoints: Vec<(String, Vec<std::result::Result<reqwest::Url, String>>)>,
+    endpoints: Vec<(String, Vec<std::result::Result<url::Url, String>>)>,
 }
 
 /// Where a request failed, for the failover rule.
+#[derive(Debug)]
 enum SendError {
     /// Not delivered (connect, DNS, TLS handshake): the next server may be tried.
     NotDelivered(String),
@@ -138,21 +138,19 @@ impl SxsClient {
 
     /// As [`SxsClient::new`], with a clock for tests.
     pub fn with_clock(settings: &SxsSettings, clock: Arc<dyn Clock>) -> Result<Self> {
-        let mut headers = HeaderMap::new();
-        let name = HeaderName::from_bytes(settings.organization_header.as_bytes())
-            .map_err(|e| Error::HttpClient(format!("sxs.organization_header: {e}")))?;
-        let value = HeaderValue::from_str(&settings.organization_id)
-            .map_err(|e| Error::HttpClient(format!("sxs.organization_id: {e}")))?;
-        headers.insert(name, value);
+        // Checked when the configuration was read; again here, as they go on the wire as is.
+        if !http1::is_token(&settings.organization_header) {
+            return Err(Error::HttpClient(format!(
+                "sxs.organization_header: {:?} is not an HTTP header name",
+                settings.organization_header
+            )));
+        }
+        if !http1::is_field_value(&settings.organization_id) {
+            return Err(Error::HttpClient(
+                "sxs.organization_id: holds a control character".into(),
+            ));
+        }
         let max_connections = settings.max_connections.resolve();
-        let mut builder = reqwest::Client::builder()
-            .default_headers(headers)
-            .user_agent(concat!("sxs-auth/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(settings.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(max_connections)
-            .tcp_nodelay(true);
         if settings.insecure_skip_verify {
             tracing::warn!(
                 "sxs.insecure_skip_verify = true: the SxS server's TLS certificate is NOT checked; anyone on the path can answer for SxS"
@@ -165,14 +163,24 @@ impl SxsClient {
             .iter()
             .chain(settings.admin_url.iter())
             .any(|u| u.scheme() == "https");
-        builder = if https || settings.ca_file.is_some() || settings.client_cert.is_some() {
-            builder.use_preconfigured_tls(tls::client_config(settings)?)
+        let tls = if https || settings.ca_file.is_some() || settings.client_cert.is_some() {
+            Some(tls::client_config(settings)?)
         } else {
-            builder.use_rustls_tls().tls_built_in_root_certs(false)
+            None
         };
-        let http = builder
-            .build()
-            .map_err(|e| Error::HttpClient(error_chain(&e)))?;
+        let http = http1::Http1::new(
+            tls,
+            settings.connect_timeout,
+            IDLE_TIMEOUT,
+            max_connections,
+            &[
+                (
+                    "User-Agent",
+                    concat!("sxs-auth/", env!("CARGO_PKG_VERSION")),
+                ),
+                (&settings.organization_header, &settings.organization_id),
+            ],
+        );
         let paths = [
             &settings.auth_path,
             &settings.methods.validate_mac.path,
@@ -475,7 +483,7 @@ impl SxsClient {
         path: &str,
         soap_action: &str,
         envelope: impl FnOnce() -> zeroize::Zeroizing<String>,
-        interpret: impl FnOnce(u16, &str, &reqwest::Url) -> Verdict,
+        interpret: impl FnOnce(u16, &str, &url::Url) -> Verdict,
     ) -> Verdict {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, self.in_flight.acquire()).await
@@ -505,14 +513,7 @@ impl SxsClient {
             let start = Instant::now();
             // Boxed, so the HTTP exchange's state exists only while a connection is in use,
             // not in every request waiting for one above (thousands in a burst).
-            match Box::pin(self.post(
-                url.clone(),
-                soap_action,
-                envelope.as_bytes().to_vec(),
-                deadline,
-            ))
-            .await
-            {
+            match Box::pin(self.post(&url, soap_action, envelope.as_bytes(), deadline)).await {
                 Ok((status, body)) => {
                     self.mark(index, false);
                     let verdict = interpret(status, &body, &url);
@@ -545,63 +546,34 @@ impl SxsClient {
     /// POSTs a SOAP body and reads the answer (bounded), all before `deadline`.
     async fn post(
         &self,
-        url: reqwest::Url,
+        url: &url::Url,
         soap_action: &str,
-        body: Vec<u8>,
+        body: &[u8],
         deadline: tokio::time::Instant,
     ) -> std::result::Result<(u16, String), SendError> {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if remaining.is_zero() {
-            return Err(SendError::Failed(format!(
-                "timed out after {:?}",
-                self.settings.timeout
-            )));
+        let timed_out =
+            || SendError::Failed(format!("timed out after {:?}", self.settings.timeout));
+        if deadline <= tokio::time::Instant::now() {
+            return Err(timed_out());
         }
-        // No per-request reqwest timeout: `deadline` bounds the whole exchange below (a second
-        // timer and the request extensions it needs would cost on every call).
+        let action;
         let action = if soap_action.is_empty() {
-            HeaderValue::from_static("\"\"")
+            "\"\""
         } else {
-            HeaderValue::from_str(&format!("\"{soap_action}\""))
-                .map_err(|e| SendError::Failed(format!("SOAPAction {soap_action:?}: {e}")))?
+            action = format!("\"{soap_action}\"");
+            &action
         };
-        let request = self
-            .http
-            .post(url)
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/xml; charset=utf-8"),
-            )
-            .header("SOAPAction", action)
-            .body(body);
-        let work = async {
-            let mut response = request.send().await.map_err(classify)?;
-            let status = response.status().as_u16();
-            let expected = response.content_length().unwrap_or(0);
-            let mut buf =
-                Vec::with_capacity(usize::try_from(expected).map_or(0, |n| n.min(soap::MAX_BODY)));
-            while let Some(chunk) = response.chunk().await.map_err(|e| {
-                SendError::Failed(format!("reading the response: {}", error_chain(&e)))
-            })? {
-                if buf.len() + chunk.len() > soap::MAX_BODY {
-                    return Err(SendError::Failed(format!(
-                        "response larger than {} bytes",
-                        soap::MAX_BODY
-                    )));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            let text = String::from_utf8(buf)
-                .map_err(|_| SendError::Failed("response is not UTF-8".into()))?;
-            Ok((status, text))
-        };
-        match tokio::time::timeout_at(deadline, work).await {
-            Ok(r) => r,
-            Err(_) => Err(SendError::Failed(format!(
-                "timed out after {:?}",
-                self.settings.timeout
-            ))),
-        }
+        let headers = [
+            ("Content-Type", "text/xml; charset=utf-8"),
+            ("SOAPAction", action),
+        ];
+        let work = self.http.send("POST", url, &headers, body, soap::MAX_BODY);
+        let answer = tokio::time::timeout_at(deadline, work)
+            .await
+            .map_err(|_| timed_out())??;
+        let text = String::from_utf8(answer.body)
+            .map_err(|_| SendError::Failed("response is not UTF-8".into()))?;
+        Ok((answer.status, text))
     }
 
     /// `GET {root}/api/healthCheck` on every server's auth root and on the admin root.
@@ -640,22 +612,26 @@ impl SxsClient {
         reports
     }
 
-    async fn health_one(&self, root: &'static str, url: reqwest::Url) -> HealthReport {
+    async fn health_one(&self, root: &'static str, url: url::Url) -> HealthReport {
         let start = Instant::now();
         let result = async {
-            let resp = self
-                .http
-                .get(url.clone())
-                .timeout(self.settings.timeout)
-                .send()
+            let work = self.http.send(
+                "GET",
+                &url,
+                &[("Accept", "application/json")],
+                &[],
+                MAX_HEALTH_BODY,
+            );
+            let answer = tokio::time::timeout(self.settings.timeout, work)
                 .await
-                .map_err(|e| error_chain(&e))?;
-            let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| error_chain(&e))?;
-            if !status.is_success() {
-                return Err(format!("HTTP {}", status.as_u16()));
+                .map_err(|_| format!("timed out after {:?}", self.settings.timeout))?
+                .map_err(|e| match e {
+                    SendError::NotDelivered(c) | SendError::Failed(c) => c,
+                })?;
+            if !(200..300).contains(&answer.status) {
+                return Err(format!("HTTP {}", answer.status));
             }
-            let v: serde_json::Value = serde_json::from_slice(&bytes)
+            let v: serde_json::Value = serde_json::from_slice(&answer.body)
                 .map_err(|e| format!("not a JSON health answer: {e}"))?;
             v.get("message")
                 .and_then(|m| m.as_str())
@@ -705,7 +681,7 @@ impl SxsClient {
         })?;
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let (status, body) = self
-            .post(url.clone(), "", envelope.into_bytes(), deadline)
+            .post(&url, "", envelope.as_bytes(), deadline)
             .await
             .map_err(|e| Error::SxsUnavailable {
                 operation,
@@ -864,6 +840,12 @@ impl Verifier for SxsClient {
     }
 }
 
+/// How long a kept connection to SxS may stay idle before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest health-check answer read.
+const MAX_HEALTH_BODY: usize = 64 * 1024;
+
 /// Longest MAC input sent to SxS.
 pub const MAX_MAC_INPUT: usize = 64;
 
@@ -916,28 +898,17 @@ impl fmt::Debug for ActivationCode {
 }
 
 /// `admin_url` + a path, keeping the admin root's own path (`…/SxSAdminWS` + `/api/…`).
-fn admin_join(base: &reqwest::Url, path: &str) -> std::result::Result<reqwest::Url, String> {
+fn admin_join(base: &url::Url, path: &str) -> std::result::Result<url::Url, String> {
     let joined = format!(
         "{}/{}",
         base.as_str().trim_end_matches('/'),
         path.trim_start_matches('/')
     );
-    reqwest::Url::parse(&joined).map_err(|e| e.to_string())
-}
-
-fn classify(e: reqwest::Error) -> SendError {
-    let text = error_chain(&e);
-    if e.is_connect() {
-        SendError::NotDelivered(text)
-    } else if e.is_timeout() {
-        SendError::Failed(format!("timed out ({text})"))
-    } else {
-        SendError::Failed(text)
-    }
+    url::Url::parse(&joined).map_err(|e| e.to_string())
 }
 
 /// `path` on the server `base`, or why not.
-fn join(base: &reqwest::Url, path: &str) -> std::result::Result<reqwest::Url, String> {
+fn join(base: &url::Url, path: &str) -> std::result::Result<url::Url, String> {
     base.join(path)
         .map_err(|e| format!("bad URL for {base}: {e}"))
 }
@@ -958,7 +929,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// Turns an HTTP status and body into a verdict. Only a 200 with a well-formed success that
 /// matches the identity asked about is an `Accept`.
-fn interpret_validate(status: u16, body: &str, identity: &Identity, url: &reqwest::Url) -> Verdict {
+fn interpret_validate(status: u16, body: &str, identity: &Identity, url: &url::Url) -> Verdict {
     match soap::read_validate_otp(body) {
         Ok(ValidateOtpAnswer::Failure { code, message }) => Verdict::Reject { code, message },
         Ok(ValidateOtpAnswer::Success(ok)) if status == 200 => {
@@ -995,7 +966,10 @@ fn interpret_validate(status: u16, body: &str, identity: &Identity, url: &reqwes
     }
 }
 
+mod http1;
 mod tls;
+
+pub(crate) use http1::{is_field_value, is_token};
 
 #[cfg(test)]
 mod tests;

@@ -368,10 +368,10 @@ pub struct MetricsSettings {
 #[derive(Debug, Clone)]
 pub struct SxsSettings {
     /// Base URLs (scheme, host, port), tried in order.
-    pub servers: Vec<reqwest::Url>,
+    pub servers: Vec<url::Url>,
     pub auth_path: String,
     pub health_path: String,
-    pub admin_url: Option<reqwest::Url>,
+    pub admin_url: Option<url::Url>,
     pub admin_health_path: String,
     pub organization_id: String,
     pub organization_header: String,
@@ -736,8 +736,8 @@ impl Validator<'_> {
         })
     }
 
-    fn url(&self, key: &str, text: &str) -> Result<reqwest::Url> {
-        let url = reqwest::Url::parse(text)
+    fn url(&self, key: &str, text: &str) -> Result<url::Url> {
+        let url = url::Url::parse(text)
             .map_err(|e| self.err(key, format!("expected an http(s) URL, got {text:?} ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(self.err(
@@ -860,14 +860,14 @@ impl Validator<'_> {
         let organization_header = raw
             .organization_header
             .unwrap_or_else(|| "OrganizationId".to_string());
-        if reqwest::header::HeaderName::from_bytes(organization_header.as_bytes()).is_err() {
+        if !crate::client::is_token(&organization_header) {
             return Err(self.err(
                 "sxs.organization_header",
                 format!("{organization_header:?} is not a valid HTTP header name"),
             ));
         }
         if raw.organization_id.is_empty()
-            || reqwest::header::HeaderValue::from_str(&raw.organization_id).is_err()
+            || !crate::client::is_field_value(&raw.organization_id)
         {
             return Err(self.err(
                 "sxs.organization_id",
@@ -976,7 +976,7 @@ impl Validator<'_> {
             Ok(v)
         };
         let soap_action = raw.soap_action.unwrap_or(default.soap_action);
-        if reqwest::header::HeaderValue::from_str(&format!("\"{soap_action}\"")).is_err()
+        if !crate::client::is_field_value(&format!("\"{soap_action}\""))
             || soap_action.contains('"')
         {
             return Err(self.err(

@@ -1231,7 +1231,7 @@ impl SimState {
         let reject = |code: &str, message: &str| self.reject(&wrapper, code, message);
         let text = |n: &str| req.child(n).map(|e| e.text.clone()).unwrap_or_default();
         let (input, callback) = (text(&m.input_element), text(&m.callback_element));
-        if input.is_empty() || reqwest::Url::parse(&callback).is_err() {
+        if input.is_empty() || url::Url::parse(&callback).is_err() {
             return reject(
                 codes::BAD_REQUEST,
                 "MAC input and an absolute callback URL are required",

@@ -129,7 +129,7 @@ pub struct SxsHandler<V> {
 pub struct PushSetup {
     pub store: crate::approval::ApprovalStore,
     pub signer: crate::approval::CallbackSigner,
-    pub public_url: reqwest::Url,
+    pub public_url: url::Url,
     pub timeout: Duration,
 }
 

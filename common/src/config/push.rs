@@ -51,7 +51,7 @@ pub struct HttpSettings {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The base URL SxS and apps reach this listener at (`https://host:port`), from which the
     /// callback location is built.
-    pub public_url: reqwest::Url,
+    pub public_url: url::Url,
     /// Signs callback locations (HMAC-SHA256); shared by all instances.
     pub callback_key: Secret,
     pub max_connections: usize,
@@ -81,7 +81,7 @@ pub struct SharedSettings {
 
 /// `url` without its password, for logs and error messages.
 pub fn redacted_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         Ok(mut u) => {
             if u.password().is_some() {
                 let _ = u.set_password(Some("***"));
@@ -206,7 +206,7 @@ impl Validator<'_> {
 
     pub(super) fn validate_shared(&self, raw: RawShared) -> Result<SharedSettings> {
         if let Some(u) = &raw.redis_url {
-            let ok = reqwest::Url::parse(u).ok().is_some_and(|url| {
+            let ok = url::Url::parse(u).ok().is_some_and(|url| {
                 matches!(url.scheme(), "redis" | "rediss" | "valkey" | "valkeys")
             });
             if !ok {

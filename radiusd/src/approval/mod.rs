@@ -201,7 +201,7 @@ impl CallbackSigner {
     }
 
     /// The callback location for `id` under `public_url`.
-    pub fn location(&self, public_url: &reqwest::Url, id: &str) -> String {
+    pub fn location(&self, public_url: &url::Url, id: &str) -> String {
         format!(
             "{}/push/callback/{id}?sig={}",
             public_url.as_str().trim_end_matches('/'),
@@ -245,7 +245,7 @@ mod tests {
         assert!(!s.verify(&id, "zz"), "not hex");
         let other = CallbackSigner::new(b"another key, 16+ bytes");
         assert!(!other.verify(&id, &sig), "another key");
-        let url = reqwest::Url::parse("https://auth.example:8443/").unwrap();
+        let url = url::Url::parse("https://auth.example:8443/").unwrap();
         assert_eq!(
             s.location(&url, "ab"),
             format!(

@@ -1,0 +1,600 @@
+//! The SxS client's HTTP/1.1: one request at a time per connection, kept-alive connections
+//! reused per origin, over tokio and (for `https://`) rustls.
+//!
+//! Why not a general HTTP client: every SxS call is one small POST and one small answer. A
+//! general client (reqwest over hyper) spends, per connection, a spawned connection task, a
+//! dispatch channel and 8 KiB read and write buffers it does not let us size (≈ 35 KiB with
+//! thousands of connections open), and per request its header maps and boxed layers. Here a
+//! request's future owns its connection while it runs: the request is written with one write,
+//! the answer read into the connection's own buffer (sized to the answers seen), and parsed
+//! with `httparse`, the parser hyper uses.
+//!
+//! Safety rules, the same as the client's failover rule (an OTP is single-use):
+//! - a kept connection is reused only after a non-blocking look finds it open and silent, and
+//!   only when the previous answer ended exactly where its framing said (`Content-Length` or
+//!   the last chunk) on an HTTP/1.1 connection the server did not ask to close;
+//! - a request is never sent twice: any failure after the first byte was written ends the call
+//!   (`Failed`), only a failure to connect (DNS, TCP, TLS handshake) is `NotDelivered`;
+//! - nothing waits past the caller's deadline (the caller drops this future, and with it the
+//!   connection).
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_util::either::Either;
+
+use super::{error_chain, SendError};
+
+/// The longest response head accepted (status line and headers).
+pub(super) const MAX_HEAD: usize = 16 * 1024;
+/// Response headers parsed at most.
+const MAX_HEADERS: usize = 48;
+/// What a connection's read buffer starts with, and is trimmed back to when an answer grew it.
+const READ_BUF: usize = 4 * 1024;
+/// How often idle connections are looked at (closed when expired or closed by the server).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A connection and the buffer its answers are read into.
+#[derive(Debug)]
+struct Conn {
+    io: Stream,
+    buf: Vec<u8>,
+}
+
+/// One scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    https: bool,
+    host: url::Host<String>,
+    port: u16,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Pools {
+    by_origin: Vec<(Origin, VecDeque<Idle>)>,
+    sweeping: bool,
+}
+
+/// An HTTP/1.1 client for a handful of origins.
+#[derive(Debug)]
+pub(super) struct Http1 {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    /// Idle connections kept per origin at most.
+    max_idle: usize,
+    /// `User-Agent` and the organisation header, rendered once.
+    fixed_headers: String,
+    pools: Arc<Mutex<Pools>>,
+}
+
+/// An answer: status and body (at most `max_body` bytes).
+#[derive(Debug)]
+pub(super) struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Http1 {
+    /// `fixed_headers`: `(name, value)` pairs sent with every request, already validated.
+    pub(super) fn new(
+        tls: Option<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+        fixed_headers: &[(&str, &str)],
+    ) -> Self {
+        let mut rendered = String::new();
+        for (name, value) in fixed_headers {
+            let _ = write!(rendered, "{name}: {value}\r\n");
+        }
+        Self {
+            tls: tls.map(Arc::new),
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            fixed_headers: rendered,
+            pools: Arc::default(),
+        }
+    }
+
+    /// Sends `method` to `url` with `headers` and `body`; reads the answer, at most
+    /// `max_body` bytes of body. The caller bounds the time.
+    pub(super) async fn send(
+        &self,
+        method: &str,
+        url: &url::Url,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        max_body: usize,
+    ) -> Result<Answer, SendError> {
+        let origin = origin(url).map_err(SendError::NotDelivered)?;
+        let request = self
+            .render(method, url, &origin, headers, body)
+            .map_err(SendError::Failed)?;
+        let mut conn = match self.checkout(&origin) {
+            Some(conn) => conn,
+            None => self.connect(&origin).await?,
+        };
+        conn.buf.clear();
+        let write = async {
+            conn.io.write_all(&request).await?;
+            conn.io.flush().await
+        };
+        write
+            .await
+            .map_err(|e| SendError::Failed(format!("sending the request: {}", error_chain(&e))))?;
+        drop(request);
+        let (answer, reusable) = read_answer(&mut conn, method == "HEAD", max_body)
+            .await
+            .map_err(SendError::Failed)?;
+        if reusable {
+            if conn.buf.capacity() > READ_BUF {
+                conn.buf = Vec::with_capacity(READ_BUF);
+            }
+            self.checkin(origin, conn);
+        }
+        Ok(answer)
+    }
+
+    /// The request, head and body in one buffer (one write), zeroed when dropped: the body
+    /// may hold a one-time password.
+    fn render(
+        &self,
+        method: &str,
+        url: &url::Url,
+        origin: &Origin,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        for (name, value) in headers {
+            if !is_token(name) || !is_field_value(value) {
+                return Err(format!("header {name:?} cannot be sent as written"));
+            }
+        }
+        let mut head = String::with_capacity(256 + self.fixed_headers.len());
+        head.push_str(method);
+        head.push(' ');
+        head.push_str(url.path());
+        if let Some(q) = url.query() {
+            head.push('?');
+            head.push_str(q);
+        }
+        head.push_str(" HTTP/1.1\r\nHost: ");
+        let _ = write!(head, "{}", origin.host);
+        if url.port().is_some() {
+            let _ = write!(head, ":{}", origin.port);
+        }
+        head.push_str("\r\n");
+        head.push_str(&self.fixed_headers);
+        for (name, value) in headers {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+        if !body.is_empty() || method == "POST" {
+            let _ = write!(head, "Content-Length: {}\r\n", body.len());
+        }
+        head.push_str("\r\n");
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(head.len() + body.len()));
+        out.extend_from_slice(head.as_bytes());
+        out.extend_from_slice(body);
+        Ok(out)
+    }
+
+    /// A kept connection to `origin` that is still open and silent, if any.
+    fn checkout(&self, origin: &Origin) -> Option<Conn> {
+        let mut pools = lock(&self.pools);
+        let idle = pools
+            .by_origin
+            .iter_mut()
+            .find(|(o, _)| o == origin)
+            .map(|(_, q)| q)?;
+        let now = Instant::now();
+        while let Some(Idle { mut conn, since }) = idle.pop_back() {
+            if now.saturating_duration_since(since) < self.idle_timeout
+                && is_open_and_silent(&mut conn)
+            {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, origin: Origin, conn: Conn) {
+        let mut pools = lock(&self.pools);
+        let idle = Idle {
+            conn,
+            since: Instant::now(),
+        };
+        match pools.by_origin.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, q)) => {
+                if q.len() >= self.max_idle {
+                    q.pop_front();
+                }
+                q.push_back(idle);
+            }
+            None => pools.by_origin.push((origin, VecDeque::from([idle]))),
+        }
+        if !pools.sweeping {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                pools.sweeping = true;
+                runtime.spawn(sweep(Arc::downgrade(&self.pools), self.idle_timeout));
+            }
+        }
+    }
+
+    /// A new connection: resolve, TCP (each address in turn), TLS. Every failure here is
+    /// `NotDelivered`: nothing was sent.
+    async fn connect(&self, origin: &Origin) -> Result<Conn, SendError> {
+        let not_delivered = SendError::NotDelivered;
+        let work = async {
+            let addrs: Vec<SocketAddr> = match &origin.host {
+                url::Host::Ipv4(ip) => vec![SocketAddr::from((*ip, origin.port))],
+                url::Host::Ipv6(ip) => vec![SocketAddr::from((*ip, origin.port))],
+                url::Host::Domain(name) => tokio::net::lookup_host((name.as_str(), origin.port))
+                    .await
+                    .map_err(|e| format!("resolving {name}: {e}"))?
+                    .collect(),
+            };
+            let mut last = format!("{} resolves to no address", origin.host);
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(tcp) => {
+                        let _ = tcp.set_nodelay(true);
+                        return Ok(tcp);
+                    }
+                    Err(e) => last = format!("connecting to {addr}: {e}"),
+                }
+            }
+            Err(last)
+        };
+        let tcp = tokio::time::timeout(self.connect_timeout, work)
+            .await
+            .map_err(|_| {
+                not_delivered(format!(
+                    "connecting to {}:{}: timed out after {:?} (sxs.connect_timeout)",
+                    origin.host, origin.port, self.connect_timeout
+                ))
+            })?
+            .map_err(not_delivered)?;
+        let io = if origin.https {
+            let Some(tls) = &self.tls else {
+                return Err(not_delivered("https without a TLS configuration".into()));
+            };
+            let name = match &origin.host {
+                url::Host::Domain(d) => rustls::pki_types::ServerName::try_from(d.clone())
+                    .map_err(|e| not_delivered(format!("{d}: {e}")))?,
+                url::Host::Ipv4(ip) => {
+                    rustls::pki_types::ServerName::from(std::net::IpAddr::V4(*ip))
+                }
+                url::Host::Ipv6(ip) => {
+                    rustls::pki_types::ServerName::from(std::net::IpAddr::V6(*ip))
+                }
+            };
+            let handshake = tokio_rustls::TlsConnector::from(Arc::clone(tls)).connect(name, tcp);
+            let stream = tokio::time::timeout(self.connect_timeout, handshake)
+                .await
+                .map_err(|_| {
+                    not_delivered(format!(
+                        "TLS handshake with {}: timed out after {:?} (sxs.connect_timeout)",
+                        origin.host, self.connect_timeout
+                    ))
+                })?
+                .map_err(|e| {
+                    not_delivered(format!(
+                        "TLS handshake with {}: {}",
+                        origin.host,
+                        error_chain(&e)
+                    ))
+                })?;
+            Either::Right(stream)
+        } else {
+            Either::Left(tcp)
+        };
+        Ok(Conn {
+            io,
+            buf: Vec::with_capacity(READ_BUF),
+        })
+    }
+
+    /// Idle connections kept now (all origins).
+    #[cfg(test)]
+    pub(super) fn idle(&self) -> usize {
+        lock(&self.pools)
+            .by_origin
+            .iter()
+            .map(|(_, q)| q.len())
+            .sum()
+    }
+}
+
+fn lock(pools: &Mutex<Pools>) -> std::sync::MutexGuard<'_, Pools> {
+    match pools.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Every [`SWEEP_EVERY`], closes idle connections that expired or that the server closed, so
+/// a quiet daemon does not hold sockets the server has given up. Ends with the client.
+async fn sweep(pools: Weak<Mutex<Pools>>, idle_timeout: Duration) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(pools) = pools.upgrade() else { return };
+        let mut guard = lock(&pools);
+        let now = Instant::now();
+        for (_, q) in &mut guard.by_origin {
+            q.retain_mut(|i| {
+                now.saturating_duration_since(i.since) < idle_timeout
+                    && is_open_and_silent(&mut i.conn)
+            });
+        }
+    }
+}
+
+/// Polls a read once without waiting: pending means open and silent. End of stream, an error
+/// or unexpected bytes (a server never speaks first) mean it is not to be used again.
+fn is_open_and_silent(conn: &mut Conn) -> bool {
+    let mut probe = [0u8; 1];
+    conn.io.read(&mut probe).now_or_never().is_none()
+}
+
+fn origin(url: &url::Url) -> Result<Origin, String> {
+    let https = match url.scheme() {
+        "https" => true,
+        "http" => false,
+        other => return Err(format!("{url}: scheme {other:?} is not http or https")),
+    };
+    let host = url
+        .host()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .to_owned();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{url}: no port"))?;
+    Ok(Origin { https, host, port })
+}
+
+/// Whether `s` may be sent as a header field's value: visible ASCII, space and tab (RFC 9110
+/// §5.5 without obs-text, as `http::HeaderValue::from_str`).
+pub(crate) fn is_field_value(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// RFC 9110 token characters (header names).
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// How the answer's body is delimited.
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// Reads more into `conn.buf`; `Ok(false)` at end of stream.
+async fn fill(conn: &mut Conn) -> Result<bool, String> {
+    if conn.buf.capacity() - conn.buf.len() < 1024 {
+        conn.buf.reserve(READ_BUF);
+    }
+    match conn.io.read_buf(&mut conn.buf).await {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(e) => Err(format!("reading the response: {}", error_chain(&e))),
+    }
+}
+
+/// Reads one answer. `Ok((answer, reusable))`.
+async fn read_answer(
+    conn: &mut Conn,
+    head_only: bool,
+    max_body: usize,
+) -> Result<(Answer, bool), String> {
+    // The head, skipping informational (1xx) answers.
+    let (status, framing, mut keep_alive, mut pos) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(&conn.buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let status = response.code.unwrap_or(0);
+                if (100..200).contains(&status) {
+                    if status == 101 {
+                        return Err("the server switched protocols (HTTP 101)".into());
+                    }
+                    conn.buf.drain(..n);
+                    continue;
+                }
+                let (framing, keep_alive) = framing(&response, status, head_only)
+                    .map_err(|e| format!("HTTP {status}: {e}"))?;
+                break (status, framing, keep_alive, n);
+            }
+            Ok(httparse::Status::Partial) => {
+                if conn.buf.len() > MAX_HEAD {
+                    return Err(format!("response head larger than {MAX_HEAD} bytes"));
+                }
+                let had = conn.buf.len();
+                if !fill(conn).await? {
+                    return Err(if had == 0 {
+                        "the server closed the connection without answering".into()
+                    } else {
+                        "the server closed the connection in the response head".into()
+                    });
+                }
+            }
+            Err(e) => return Err(format!("malformed response head: {e}")),
+        }
+    };
+    let too_large = || format!("response larger than {max_body} bytes");
+    let body = match framing {
+        Framing::None => Vec::new(),
+        Framing::Length(n) => {
+            if n > max_body {
+                return Err(too_large());
+            }
+            while conn.buf.len() - pos < n {
+                if !fill(conn).await? {
+                    return Err(format!(
+                        "the server closed the connection after {} of {n} body bytes",
+                        conn.buf.len() - pos
+                    ));
+                }
+            }
+            let body = conn.buf[pos..pos + n].to_vec();
+            pos += n;
+            body
+        }
+        Framing::Chunked => {
+            let mut body = Vec::new();
+            loop {
+                match httparse::parse_chunk_size(&conn.buf[pos..]) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        let size = usize::try_from(size).map_err(|_| too_large())?;
+                        if size > max_body.saturating_sub(body.len()) {
+                            return Err(too_large());
+                        }
+                        let start = pos + used;
+                        if size == 0 {
+                            pos = start;
+                            break;
+                        }
+                        while conn.buf.len() < start + size + 2 {
+                            if !fill(conn).await? {
+                                return Err("the server closed the connection in a chunk".into());
+                            }
+                        }
+                        if &conn.buf[start + size..start + size + 2] != b"\r\n" {
+                            return Err("malformed chunked body: no CRLF after a chunk".into());
+                        }
+                        body.extend_from_slice(&conn.buf[start..start + size]);
+                        pos = start + size + 2;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if conn.buf.len() - pos > 1024 {
+                            return Err("malformed chunked body: chunk size line too long".into());
+                        }
+                        if !fill(conn).await? {
+                            return Err("the server closed the connection in a chunk".into());
+                        }
+                    }
+                    Err(_) => return Err("malformed chunked body: bad chunk size".into()),
+                }
+            }
+            // Trailer fields (ignored), up to the empty line.
+            loop {
+                let mut trailers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match httparse::parse_headers(&conn.buf[pos..], &mut trailers) {
+                    Ok(httparse::Status::Complete((used, _))) => {
+                        pos += used;
+                        break;
+                    }
+                    Ok(httparse::Status::Partial) => {
+                        if conn.buf.len() - pos > MAX_HEAD {
+                            return Err(format!("trailer larger than {MAX_HEAD} bytes"));
+                        }
+                        if !fill(conn).await? {
+                            return Err("the server closed the connection in the trailer".into());
+                        }
+                    }
+                    Err(e) => return Err(format!("malformed trailer: {e}")),
+                }
+            }
+            body
+        }
+        Framing::UntilClose => {
+            keep_alive = false;
+            while fill(conn).await? {
+                if conn.buf.len() - pos > max_body {
+                    return Err(too_large());
+                }
+            }
+            if conn.buf.len() - pos > max_body {
+                return Err(too_large());
+            }
+            let body = conn.buf[pos..].to_vec();
+            pos = conn.buf.len();
+            body
+        }
+    };
+    // Bytes beyond the answer: the server is out of step; do not read another answer here.
+    let reusable = keep_alive && pos == conn.buf.len();
+    Ok((Answer { status, body }, reusable))
+}
+
+/// The body's framing (RFC 9112 §6.3) and whether the connection may be kept.
+fn framing(
+    response: &httparse::Response<'_, '_>,
+    status: u16,
+    head_only: bool,
+) -> Result<(Framing, bool), String> {
+    let http11 = response.version == Some(1);
+    let mut keep_alive = http11;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    for h in response.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let text = std::str::from_utf8(h.value).unwrap_or("");
+            let n = text
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|_| text.trim().bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| format!("bad Content-Length {text:?}"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err("two different Content-Length values".into());
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only `chunked` alone, once, on HTTP/1.1: anything else is refused rather than
+            // guessed at (a wrong guess reads the next answer out of step).
+            let text = std::str::from_utf8(h.value).unwrap_or("");
+            if !http11 || chunked || !text.trim().eq_ignore_ascii_case("chunked") {
+                return Err(format!("unsupported Transfer-Encoding {text:?}"));
+            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            // HTTP/1.0 answers are never kept, keep-alive or not.
+            let text = std::str::from_utf8(h.value).unwrap_or("");
+            if text
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                keep_alive = false;
+            }
+        }
+    }
+    if head_only || status == 204 || status == 304 {
+        return Ok((Framing::None, keep_alive));
+    }
+    if chunked {
+        if length.is_some() {
+            // RFC 9112 §6.1: a sender must not send both; the connection is closed after.
+            return Ok((Framing::Chunked, false));
+        }
+        return Ok((Framing::Chunked, keep_alive));
+    }
+    match length {
+        Some(0) => Ok((Framing::None, keep_alive)),
+        Some(n) => Ok((Framing::Length(n), keep_alive)),
+        None => Ok((Framing::UntilClose, false)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
