@@ -866,9 +866,7 @@ impl Validator<'_> {
                 format!("{organization_header:?} is not a valid HTTP header name"),
             ));
         }
-        if raw.organization_id.is_empty()
-            || !crate::client::is_field_value(&raw.organization_id)
-        {
+        if raw.organization_id.is_empty() || !crate::client::is_field_value(&raw.organization_id) {
             return Err(self.err(
                 "sxs.organization_id",
                 "must be a non-empty value that fits in an HTTP header",

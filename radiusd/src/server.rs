@@ -629,7 +629,9 @@ impl<H: Handler> Server<H> {
         let job = Answer::new(self, rt.clone(), reply, peer, key, packet, client);
         tokio::spawn(async move {
             let outcome = handler.handle(request).await;
-            job.send(outcome, permit).await;
+            // Boxed: sending's state would otherwise be part of the task while it waits for
+            // SxS, in every request in flight.
+            Box::pin(job.send(outcome, permit)).await;
         });
     }
 

@@ -35,12 +35,16 @@ use super::{error_chain, SendError};
 pub(super) const MAX_HEAD: usize = 16 * 1024;
 /// Response headers parsed at most.
 const MAX_HEADERS: usize = 48;
-/// What a connection's read buffer starts with, and is trimmed back to when an answer grew it.
-const READ_BUF: usize = 4 * 1024;
+/// What a connection's read buffer starts with (SxS's answers, head included, are well under
+/// 1 KiB) and grows by; [`KEEP_BUF`] is the most an idle connection keeps.
+const READ_BUF: usize = 2 * 1024;
+const KEEP_BUF: usize = 16 * 1024;
 /// How often idle connections are looked at (closed when expired or closed by the server).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+/// TLS boxed: its session state (≈ 1.1 KiB) would otherwise size every plain connection and
+/// every call's future.
+type Stream = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 /// A connection and the buffer its answers are read into.
 #[derive(Debug)]
@@ -128,7 +132,9 @@ impl Http1 {
             .map_err(SendError::Failed)?;
         let mut conn = match self.checkout(&origin) {
             Some(conn) => conn,
-            None => self.connect(&origin).await?,
+            // Boxed: connecting's state (resolver, handshake) exists once per connection, not
+            // in every call's future.
+            None => Box::pin(self.connect(&origin)).await?,
         };
         conn.buf.clear();
         let write = async {
@@ -143,7 +149,7 @@ impl Http1 {
             .await
             .map_err(SendError::Failed)?;
         if reusable {
-            if conn.buf.capacity() > READ_BUF {
+            if conn.buf.capacity() > KEEP_BUF {
                 conn.buf = Vec::with_capacity(READ_BUF);
             }
             self.checkin(origin, conn);
@@ -300,7 +306,7 @@ impl Http1 {
                         error_chain(&e)
                     ))
                 })?;
-            Either::Right(stream)
+            Either::Right(Box::new(stream))
         } else {
             Either::Left(tcp)
         };
@@ -391,7 +397,7 @@ enum Framing {
 
 /// Reads more into `conn.buf`; `Ok(false)` at end of stream.
 async fn fill(conn: &mut Conn) -> Result<bool, String> {
-    if conn.buf.capacity() - conn.buf.len() < 1024 {
+    if conn.buf.capacity() - conn.buf.len() < 512 {
         conn.buf.reserve(READ_BUF);
     }
     match conn.io.read_buf(&mut conn.buf).await {
@@ -409,23 +415,17 @@ async fn read_answer(
 ) -> Result<(Answer, bool), String> {
     // The head, skipping informational (1xx) answers.
     let (status, framing, mut keep_alive, mut pos) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&conn.buf) {
-            Ok(httparse::Status::Complete(n)) => {
-                let status = response.code.unwrap_or(0);
-                if (100..200).contains(&status) {
-                    if status == 101 {
-                        return Err("the server switched protocols (HTTP 101)".into());
-                    }
-                    conn.buf.drain(..n);
-                    continue;
-                }
-                let (framing, keep_alive) = framing(&response, status, head_only)
-                    .map_err(|e| format!("HTTP {status}: {e}"))?;
-                break (status, framing, keep_alive, n);
+        match parse_head(&conn.buf, head_only)? {
+            Head::Final {
+                len,
+                status,
+                framing,
+                keep_alive,
+            } => break (status, framing, keep_alive, len),
+            Head::Interim(len) => {
+                conn.buf.drain(..len);
             }
-            Ok(httparse::Status::Partial) => {
+            Head::Partial => {
                 if conn.buf.len() > MAX_HEAD {
                     return Err(format!("response head larger than {MAX_HEAD} bytes"));
                 }
@@ -438,7 +438,6 @@ async fn read_answer(
                     });
                 }
             }
-            Err(e) => return Err(format!("malformed response head: {e}")),
         }
     };
     let too_large = || format!("response larger than {max_body} bytes");
@@ -498,13 +497,12 @@ async fn read_answer(
             }
             // Trailer fields (ignored), up to the empty line.
             loop {
-                let mut trailers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match httparse::parse_headers(&conn.buf[pos..], &mut trailers) {
-                    Ok(httparse::Status::Complete((used, _))) => {
+                match parse_trailer(&conn.buf[pos..]) {
+                    Ok(Some(used)) => {
                         pos += used;
                         break;
                     }
-                    Ok(httparse::Status::Partial) => {
+                    Ok(None) => {
                         if conn.buf.len() - pos > MAX_HEAD {
                             return Err(format!("trailer larger than {MAX_HEAD} bytes"));
                         }
@@ -535,6 +533,57 @@ async fn read_answer(
     // Bytes beyond the answer: the server is out of step; do not read another answer here.
     let reusable = keep_alive && pos == conn.buf.len();
     Ok((Answer { status, body }, reusable))
+}
+
+/// What the start of the buffer holds.
+enum Head {
+    /// Not a whole head yet.
+    Partial,
+    /// A 1xx answer of this many bytes, to be skipped.
+    Interim(usize),
+    Final {
+        len: usize,
+        status: u16,
+        framing: Framing,
+        keep_alive: bool,
+    },
+}
+
+/// Parses a response head. Not async: the header array stays on the stack, out of the state
+/// of every call in flight.
+fn parse_head(buf: &[u8], head_only: bool) -> Result<Head, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let status = response.code.unwrap_or(0);
+            if status == 101 {
+                return Err("the server switched protocols (HTTP 101)".into());
+            }
+            if (100..200).contains(&status) {
+                return Ok(Head::Interim(len));
+            }
+            let (framing, keep_alive) =
+                framing(&response, status, head_only).map_err(|e| format!("HTTP {status}: {e}"))?;
+            Ok(Head::Final {
+                len,
+                status,
+                framing,
+                keep_alive,
+            })
+        }
+        Ok(httparse::Status::Partial) => Ok(Head::Partial),
+        Err(e) => Err(format!("malformed response head: {e}")),
+    }
+}
+
+/// The trailer section's length (ignored fields up to the empty line), `None` if incomplete.
+fn parse_trailer(buf: &[u8]) -> Result<Option<usize>, httparse::Error> {
+    let mut trailers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(buf, &mut trailers)? {
+        httparse::Status::Complete((used, _)) => Ok(Some(used)),
+        httparse::Status::Partial => Ok(None),
+    }
 }
 
 /// The body's framing (RFC 9112 §6.3) and whether the connection may be kept.
