@@ -5,6 +5,8 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   # build
   pkg-config libpam0g-dev
+  # jemalloc, sxs-radiusd's allocator in the packages, built from source (packaging/build)
+  make
   # real peers of the tests
   pamtester bubblewrap freeradius-utils openssh-server openssh-client sudo sshpass binutils
   # watches libpam's pam_fail_delay sleep from outside (pam_sxs tests)

@@ -24,8 +24,9 @@ use radiusd::server::{self, Runtime, Server};
 use radiusd::state::{StateSigner, UsedStates};
 use radiusd::tls::{self, TlsRuntime};
 
-// Built with `--features mimalloc` or `--features jemalloc` only to measure them against
-// glibc's allocator (docs/benchmarks.md, "Allocator").
+// The packages are built with `--features jemalloc` (packaging/build): measured against
+// glibc's allocator it costs less CPU per request and less memory with thousands of requests
+// in flight (docs/benchmarks.md, "Allocator"). `mimalloc` only for measuring.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
