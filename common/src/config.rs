@@ -745,6 +745,14 @@ impl Validator<'_> {
                 format!("expected an http:// or https:// URL with a host, got {text:?}"),
             ));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            // Not sent (the SxS client sends no Authorization), and a URL is in every error.
+            return Err(self.err(
+                key,
+                "a user name or password in the URL is not supported: SxS is told who we are by \
+                 sxs.organization_id and, if it asks, a client certificate (sxs.client_cert)",
+            ));
+        }
         Ok(url)
     }
 

@@ -200,8 +200,10 @@ impl Http1 {
         Ok(out)
     }
 
-    /// A kept connection to `origin` that is still open and silent, if any.
+    /// A kept connection to `origin` that is still open and silent, if any. The most recently
+    /// used first; those found closed or expired are closed after the lock is released.
     fn checkout(&self, origin: &Origin) -> Option<Conn> {
+        let mut stale = Vec::new();
         let mut pools = lock(&self.pools);
         let idle = pools
             .by_origin
@@ -209,14 +211,19 @@ impl Http1 {
             .find(|(o, _)| o == origin)
             .map(|(_, q)| q)?;
         let now = Instant::now();
+        let mut found = None;
         while let Some(Idle { mut conn, since }) = idle.pop_back() {
             if now.saturating_duration_since(since) < self.idle_timeout
                 && is_open_and_silent(&mut conn)
             {
-                return Some(conn);
+                found = Some(conn);
+                break;
             }
+            stale.push(conn);
         }
-        None
+        drop(pools);
+        drop(stale);
+        found
     }
 
     fn checkin(&self, origin: Origin, conn: Conn) {
@@ -237,7 +244,8 @@ impl Http1 {
         if !pools.sweeping {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 pools.sweeping = true;
-                runtime.spawn(sweep(Arc::downgrade(&self.pools), self.idle_timeout));
+                let guard = Sweeping(Arc::downgrade(&self.pools));
+                runtime.spawn(sweep(guard, self.idle_timeout));
             }
         }
     }
@@ -246,6 +254,7 @@ impl Http1 {
     /// `NotDelivered`: nothing was sent.
     async fn connect(&self, origin: &Origin) -> Result<Conn, SendError> {
         let not_delivered = SendError::NotDelivered;
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
         let work = async {
             let addrs: Vec<SocketAddr> = match &origin.host {
                 url::Host::Ipv4(ip) => vec![SocketAddr::from((*ip, origin.port))],
@@ -255,19 +264,25 @@ impl Http1 {
                     .map_err(|e| format!("resolving {name}: {e}"))?
                     .collect(),
             };
+            // Each address gets an equal share of the time left, so one that drops packets
+            // (an IPv6 route that goes nowhere) leaves time for the next.
             let mut last = format!("{} resolves to no address", origin.host);
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(tcp) => {
+            let count = addrs.len();
+            for (i, addr) in addrs.into_iter().enumerate() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let share = left / u32::try_from(count - i).unwrap_or(u32::MAX);
+                match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                    Ok(Ok(tcp)) => {
                         let _ = tcp.set_nodelay(true);
                         return Ok(tcp);
                     }
-                    Err(e) => last = format!("connecting to {addr}: {e}"),
+                    Ok(Err(e)) => last = format!("connecting to {addr}: {e}"),
+                    Err(_) => last = format!("connecting to {addr}: timed out after {share:?}"),
                 }
             }
             Err(last)
         };
-        let tcp = tokio::time::timeout(self.connect_timeout, work)
+        let tcp = tokio::time::timeout_at(deadline, work)
             .await
             .map_err(|_| {
                 not_delivered(format!(
@@ -334,20 +349,44 @@ fn lock(pools: &Mutex<Pools>) -> std::sync::MutexGuard<'_, Pools> {
     }
 }
 
+/// The sweeper of a client's pools; when its task ends (the client dropped, or the runtime
+/// it ran on shut down), the next connection put back starts another.
+struct Sweeping(Weak<Mutex<Pools>>);
+
+impl Drop for Sweeping {
+    fn drop(&mut self) {
+        if let Some(pools) = self.0.upgrade() {
+            lock(&pools).sweeping = false;
+        }
+    }
+}
+
 /// Every [`SWEEP_EVERY`], closes idle connections that expired or that the server closed, so
 /// a quiet daemon does not hold sockets the server has given up. Ends with the client.
-async fn sweep(pools: Weak<Mutex<Pools>>, idle_timeout: Duration) {
+async fn sweep(sweeping: Sweeping, idle_timeout: Duration) {
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        let Some(pools) = pools.upgrade() else { return };
+        let Some(pools) = sweeping.0.upgrade() else {
+            return;
+        };
+        let mut stale = Vec::new();
         let mut guard = lock(&pools);
         let now = Instant::now();
         for (_, q) in &mut guard.by_origin {
-            q.retain_mut(|i| {
-                now.saturating_duration_since(i.since) < idle_timeout
+            let mut kept = VecDeque::with_capacity(q.len());
+            for mut i in q.drain(..) {
+                if now.saturating_duration_since(i.since) < idle_timeout
                     && is_open_and_silent(&mut i.conn)
-            });
+                {
+                    kept.push_back(i);
+                } else {
+                    stale.push(i);
+                }
+            }
+            *q = kept;
         }
+        drop(guard);
+        drop(stale);
     }
 }
 

@@ -493,3 +493,24 @@ fn radius_tls_and_metrics() {
     let e = err_of(&tls("", nas));
     assert!(e.contains("radius.tls.key_file"), "{e}");
 }
+
+#[test]
+fn credentials_in_an_sxs_url_are_refused() {
+    for (key, text) in [
+        (
+            "sxs.servers",
+            "[sxs]\nservers = [\"https://u:secret@sxs.example/SxSWS\"]\norganization_id = \"1\"\n",
+        ),
+        (
+            "sxs.admin_url",
+            "[sxs]\nservers = [\"https://sxs.example/SxSWS\"]\nadmin_url = \"https://admin@sxs.example/\"\norganization_id = \"1\"\n",
+        ),
+    ] {
+        let e = err_of(text);
+        assert!(
+            e.contains(key) && e.contains("test.toml") && e.contains("user name or password"),
+            "{e}"
+        );
+        assert!(!e.contains("secret"), "the password is not repeated: {e}");
+    }
+}

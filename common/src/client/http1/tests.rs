@@ -290,3 +290,30 @@ async fn connect_failures_are_not_delivered() {
         _ => panic!("expected not delivered"),
     }
 }
+
+#[test]
+fn the_sweeper_is_started_again_on_the_next_runtime() {
+    let c = client();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        let s = serve(vec![keep(OK)]).await;
+        post(&c, &s.url).await.unwrap();
+    });
+    assert!(lock(&c.pools).sweeping);
+    // PAM drops its runtime after each authentication: the sweeper goes with it...
+    drop(first);
+    assert!(!lock(&c.pools).sweeping);
+    // ... and the next connection put back starts one on the runtime of the day.
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let s = serve(vec![keep(OK)]).await;
+        post(&c, &s.url).await.unwrap();
+        assert!(lock(&c.pools).sweeping);
+    });
+}
