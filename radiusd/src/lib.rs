@@ -17,6 +17,7 @@ pub mod dictionary;
 pub mod first_factor;
 pub mod handler;
 pub mod http;
+pub mod log_format;
 pub mod log_limit;
 pub mod log_writer;
 pub mod metrics;
