@@ -5,7 +5,9 @@
 //! constant-time, and the decrypted password and the keystream are wiped after use.
 //!
 //! The hash states of `md-5` 0.10 and `hmac` 0.12 are not zeroized on drop; they briefly hold
-//! the shared secret (or, for HMAC, values derived from it) on the stack.
+//! the shared secret (or, for HMAC, values derived from it) on the stack. A [`PreparedSecret`]
+//! keeps a client's HMAC key schedule (the two hash states after the padded key) for as long
+//! as the configuration holds the secret itself.
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -18,7 +20,82 @@ use crate::packet::{
     MIN_USER_PASSWORD_LEN,
 };
 
-type HmacMd5 = Hmac<Md5>;
+/// HMAC-MD5, as RADIUS uses it for Message-Authenticator.
+pub type HmacMd5 = Hmac<Md5>;
+
+/// A RADIUS shared secret, as the Message-Authenticator functions take it: plain bytes (the
+/// HMAC key schedule is computed at each use) or a [`PreparedSecret`] (computed once).
+pub trait SharedSecret {
+    /// The secret itself.
+    fn bytes(&self) -> &[u8];
+    /// HMAC-MD5 keyed with the secret, ready for data. `None` only if HMAC refused the key,
+    /// which it never does (any length is accepted); callers fail closed on `None`.
+    fn hmac(&self) -> Option<HmacMd5>;
+}
+
+impl SharedSecret for [u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn hmac(&self) -> Option<HmacMd5> {
+        <HmacMd5 as Mac>::new_from_slice(self).ok()
+    }
+}
+
+impl<const N: usize> SharedSecret for [u8; N] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn hmac(&self) -> Option<HmacMd5> {
+        self.as_slice().hmac()
+    }
+}
+
+impl SharedSecret for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+
+    fn hmac(&self) -> Option<HmacMd5> {
+        self.as_slice().hmac()
+    }
+}
+
+/// A client's shared secret with its HMAC-MD5 key schedule computed once: every request and
+/// every reply of the client needs a Message-Authenticator, and keying HMAC costs two of the
+/// five MD5 blocks of each.
+#[derive(Clone)]
+pub struct PreparedSecret {
+    secret: common::Secret,
+    hmac: Option<HmacMd5>,
+}
+
+impl PreparedSecret {
+    pub fn new(secret: &common::Secret) -> Self {
+        Self {
+            hmac: secret.expose().hmac(),
+            secret: secret.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PreparedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedSecret(***)")
+    }
+}
+
+impl SharedSecret for PreparedSecret {
+    fn bytes(&self) -> &[u8] {
+        self.secret.expose()
+    }
+
+    fn hmac(&self) -> Option<HmacMd5> {
+        self.hmac.clone()
+    }
+}
 
 /// Why an authentication check failed. For requests every variant means: drop silently (RFC
 /// 3579 §3.2), log the client address; a wrong shared secret is the usual cause.
@@ -63,8 +140,11 @@ pub enum AuthError {
 /// HMAC-MD5 of the concatenation of `parts`, keyed with `secret`.
 /// `None` only if HMAC refused the key, which it never does (any length is accepted); callers
 /// treat `None` as a failure so the code stays panic-free and fails closed.
-pub(crate) fn hmac_md5(secret: &[u8], parts: &[&[u8]]) -> Option<[u8; AUTHENTICATOR_LEN]> {
-    let mut mac = <HmacMd5 as Mac>::new_from_slice(secret).ok()?;
+pub(crate) fn hmac_md5<K: SharedSecret + ?Sized>(
+    secret: &K,
+    parts: &[&[u8]],
+) -> Option<[u8; AUTHENTICATOR_LEN]> {
+    let mut mac = secret.hmac()?;
     for part in parts {
         mac.update(part);
     }
@@ -82,11 +162,11 @@ pub(crate) fn md5_with_secret(packet: &[u8], secret: &[u8]) -> [u8; AUTHENTICATO
 
 /// HMAC-MD5 over `raw` with the 16 bytes at `ma_offset` taken as zeros and, if given, the
 /// Authenticator field replaced by `authenticator` (responses are MACed with the request's).
-fn message_authenticator_over(
+fn message_authenticator_over<K: SharedSecret + ?Sized>(
     raw: &[u8],
     ma_offset: usize,
     authenticator: Option<&[u8; AUTHENTICATOR_LEN]>,
-    secret: &[u8],
+    secret: &K,
 ) -> Option<[u8; AUTHENTICATOR_LEN]> {
     let ma_end = ma_offset.checked_add(AUTHENTICATOR_LEN)?;
     let after = raw.get(ma_end..)?;
@@ -114,7 +194,10 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 /// over the packet with the Message-Authenticator value zeroed, compared in constant time.
 /// A packet without one fails with [`AuthError::MissingMessageAuthenticator`]; use
 /// [`check_message_authenticator`] where it is optional.
-pub fn verify_message_authenticator(packet: &Packet, secret: &[u8]) -> Result<(), AuthError> {
+pub fn verify_message_authenticator<K: SharedSecret + ?Sized>(
+    packet: &Packet,
+    secret: &K,
+) -> Result<(), AuthError> {
     let offset = packet
         .message_authenticator_offset()
         .ok_or(AuthError::MissingMessageAuthenticator)?;
@@ -152,9 +235,9 @@ pub fn verify_accounting_request(packet: &Packet, secret: &[u8]) -> Result<(), A
 /// The per-client policy: a present Message-Authenticator is always verified (RFC 3579 §3.2
 /// says a wrong one means discard), an absent one is an error only when `required` (the
 /// Blast-RADIUS hardening, `require_message_authenticator` in the client config).
-pub fn check_message_authenticator(
+pub fn check_message_authenticator<K: SharedSecret + ?Sized>(
     packet: &Packet,
-    secret: &[u8],
+    secret: &K,
     required: bool,
 ) -> Result<(), AuthError> {
     if packet.has_message_authenticator() || required {
@@ -369,6 +452,29 @@ mod tests {
             message_authenticator_over(raw, off, None, RFC_SECRET).unwrap(),
             arr16("63b78a6b9d2f149989fbf57ea21d194c")
         );
+    }
+
+    /// A client's prepared secret gives the same MACs as the bytes, reused any number of
+    /// times, and a longer-than-a-block secret (hashed first by HMAC) too.
+    #[test]
+    fn prepared_secret_is_the_secret() {
+        let p = Packet::parse(&hex(REQUEST_WITH_MA)).unwrap();
+        let prepared = PreparedSecret::new(&common::Secret::from("xyzzy5461"));
+        for _ in 0..3 {
+            verify_message_authenticator(&p, &prepared).unwrap();
+        }
+        assert_eq!(prepared.bytes(), RFC_SECRET);
+        let wrong = PreparedSecret::new(&common::Secret::from("xyzzy546"));
+        assert_eq!(
+            verify_message_authenticator(&p, &wrong),
+            Err(AuthError::BadMessageAuthenticator)
+        );
+        let long = "k".repeat(100);
+        let prepared = PreparedSecret::new(&common::Secret::from(long.as_str()));
+        for parts in [&[b"".as_slice()][..], &[b"a", b"bc"], &[&[7u8; 300]]] {
+            assert_eq!(hmac_md5(&prepared, parts), hmac_md5(long.as_bytes(), parts));
+        }
+        assert_eq!(format!("{prepared:?}"), "PreparedSecret(***)");
     }
 
     #[test]

@@ -1,27 +1,47 @@
 //! The RADIUS client table: which source addresses may talk to us, with which secret.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use common::config::RadiusClient;
+
+use crate::auth::PreparedSecret;
+
+/// A configured client as the server uses it: its settings, and its shared secret prepared
+/// for HMAC once per (re)load rather than twice per request. Requests in flight share it.
+#[derive(Debug)]
+pub struct Client {
+    pub config: RadiusClient,
+    pub secret: PreparedSecret,
+}
+
+impl Client {
+    pub fn new(config: RadiusClient) -> Arc<Self> {
+        Arc::new(Self {
+            secret: PreparedSecret::new(&config.secret),
+            config,
+        })
+    }
+}
 
 /// Clients by network; the most specific network wins.
 #[derive(Debug, Clone, Default)]
 pub struct ClientTable {
     /// Sorted by prefix length, longest first.
-    clients: Vec<RadiusClient>,
+    clients: Vec<Arc<Client>>,
 }
 
 impl ClientTable {
     pub fn new(clients: &[RadiusClient]) -> Self {
-        let mut clients = clients.to_vec();
-        clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix_len()));
+        let mut clients: Vec<Arc<Client>> = clients.iter().cloned().map(Client::new).collect();
+        clients.sort_by_key(|c| std::cmp::Reverse(c.config.network.prefix_len()));
         Self { clients }
     }
 
     /// The client for a source address (IPv4-mapped IPv6 addresses match IPv4 networks).
-    pub fn lookup(&self, ip: IpAddr) -> Option<&RadiusClient> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Client>> {
         let ip = ip.to_canonical();
-        self.clients.iter().find(|c| c.network.contains(&ip))
+        self.clients.iter().find(|c| c.config.network.contains(&ip))
     }
 
     pub fn len(&self) -> usize {
@@ -59,15 +79,24 @@ mod tests {
             client("v6", "fd00::/64"),
         ]);
         assert_eq!(
-            t.lookup("10.1.2.3".parse().unwrap()).unwrap().name,
+            t.lookup("10.1.2.3".parse().unwrap()).unwrap().config.name,
             "narrow"
         );
-        assert_eq!(t.lookup("10.9.9.9".parse().unwrap()).unwrap().name, "wide");
         assert_eq!(
-            t.lookup("::ffff:10.1.2.3".parse().unwrap()).unwrap().name,
+            t.lookup("10.9.9.9".parse().unwrap()).unwrap().config.name,
+            "wide"
+        );
+        assert_eq!(
+            t.lookup("::ffff:10.1.2.3".parse().unwrap())
+                .unwrap()
+                .config
+                .name,
             "narrow"
         );
-        assert_eq!(t.lookup("fd00::5".parse().unwrap()).unwrap().name, "v6");
+        assert_eq!(
+            t.lookup("fd00::5".parse().unwrap()).unwrap().config.name,
+            "v6"
+        );
         assert!(t.lookup("192.0.2.1".parse().unwrap()).is_none());
         assert!(t.lookup("fd01::5".parse().unwrap()).is_none());
     }

@@ -908,12 +908,12 @@ fn assemble(
 /// into several Reply-Message attributes; any other over-long value is refused, as is an empty
 /// value, type 0, a caller-supplied Message-Authenticator, or a packet over 4096 bytes.
 /// Proxy-State is NOT copied from the request here; see [`encode_response_to`].
-pub fn encode_response(
+pub fn encode_response<K: crate::auth::SharedSecret + ?Sized>(
     code: ResponseCode,
     identifier: u8,
     request_authenticator: &[u8; AUTHENTICATOR_LEN],
     attributes: &[(u8, &[u8])],
-    secret: &[u8],
+    secret: &K,
 ) -> Result<Vec<u8>, EncodeError> {
     // An Accounting-Response carries none: RFC 2866 does not call for it, and implementations
     // compute it differently for accounting (FreeRADIUS zeroes the authenticator field).
@@ -929,18 +929,18 @@ pub fn encode_response(
         let mac = crate::auth::hmac_md5(secret, &[&out]).ok_or(EncodeError::HmacUnavailable)?;
         write_at(&mut out, at, &mac);
     }
-    let response_authenticator = crate::auth::md5_with_secret(&out, secret);
+    let response_authenticator = crate::auth::md5_with_secret(&out, secret.bytes());
     write_at(&mut out, 4, &response_authenticator);
     Ok(out)
 }
 
 /// [`encode_response`] for `request`, appending its Proxy-State attributes unchanged and in
 /// order after `attributes`, as RFC 2865 §5.33 requires; the way the server should answer.
-pub fn encode_response_to(
+pub fn encode_response_to<K: crate::auth::SharedSecret + ?Sized>(
     request: &Packet,
     code: ResponseCode,
     attributes: &[(u8, &[u8])],
-    secret: &[u8],
+    secret: &K,
 ) -> Result<Vec<u8>, EncodeError> {
     let mut all: Vec<(u8, &[u8])> = attributes.to_vec();
     all.extend(request.proxy_states().map(|v| (attr::PROXY_STATE, v)));

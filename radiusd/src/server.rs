@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::config::{RadiusClient, RadiusSettings};
+use common::config::RadiusSettings;
 use common::Secret;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch, Semaphore};
 
-use crate::auth;
+use crate::auth::{self, PreparedSecret, SharedSecret};
 use crate::budget::{self, Budget};
-use crate::clients::ClientTable;
+use crate::clients::{Client, ClientTable};
 use crate::dedup::{Action, DedupCache, DedupKey, SharedDedupCache};
 use crate::handler::{AccessRequest, Handler, Outcome, Reply};
 use crate::log_limit::{Admit, LogLimiter};
@@ -89,7 +89,7 @@ pub struct Inbound<'a> {
     /// The peer's address and port (UDP) or the connection's (TLS): with `local`, the dedup
     /// key, so duplicates are detected per connection on TLS.
     pub peer: SocketAddr,
-    pub client: &'a RadiusClient,
+    pub client: &'a Arc<Client>,
     pub reply: ReplyTo,
 }
 
@@ -443,43 +443,45 @@ impl<H: Handler> Server<H> {
             Ok(p) => p,
             Err(e) => {
                 self.dropped(&self.stats.malformed, Drop::Malformed);
-                if self.limited(&client.name, "malformed") {
-                    tracing::warn!(client = client.name, %peer, transport, error = %e, "malformed packet dropped");
+                if self.limited(&client.config.name, "malformed") {
+                    tracing::warn!(client = client.config.name, %peer, transport, error = %e, "malformed packet dropped");
                 }
                 return;
             }
         };
         self.metrics
-            .request(&client.name, transport, packet.code().name());
-        let secret = client.secret.expose();
+            .request(&client.config.name, transport, packet.code().name());
+        let secret = &client.secret;
         if packet.code() == Code::AccountingRequest {
             self.answer_accounting(rt, reply, peer, &packet, client);
             return;
         }
-        if let Err(e) =
-            auth::check_message_authenticator(&packet, secret, client.require_message_authenticator)
-        {
+        if let Err(e) = auth::check_message_authenticator(
+            &packet,
+            secret,
+            client.config.require_message_authenticator,
+        ) {
             self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
-            if !self.limited(&client.name, "bad-authenticator") {
+            if !self.limited(&client.config.name, "bad-authenticator") {
                 // Rate-limited: this client's drops were logged a moment ago.
             } else if e == auth::AuthError::MissingMessageAuthenticator {
-                tracing::warn!(client = client.name, %peer, id = packet.identifier(),
+                tracing::warn!(client = client.config.name, %peer, id = packet.identifier(),
                     "packet dropped: it has no Message-Authenticator and this client requires one \
                      (pam_radius_auth 2.0, radsecproxy and openvpn-auth-radius send none: see \
                      docs/radiusd.md, or set require_message_authenticator = false for this client)");
             } else {
-                tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e,
+                tracing::warn!(client = client.config.name, %peer, id = packet.identifier(), error = %e,
                     "packet dropped: Message-Authenticator wrong (the shared secrets differ, or the packet was altered)");
             }
             return;
         }
-        if client.limit_proxy_state
+        if client.config.limit_proxy_state
             && !packet.has_message_authenticator()
             && packet.proxy_states().next().is_some()
         {
             self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
-            if self.limited(&client.name, "proxy-state-without-ma") {
-                tracing::warn!(client = client.name, %peer, "packet dropped: Proxy-State without Message-Authenticator (limit_proxy_state)");
+            if self.limited(&client.config.name, "proxy-state-without-ma") {
+                tracing::warn!(client = client.config.name, %peer, "packet dropped: Proxy-State without Message-Authenticator (limit_proxy_state)");
             }
             return;
         }
@@ -497,9 +499,9 @@ impl<H: Handler> Server<H> {
                 }
             } else {
                 self.metrics.dropped(Drop::NotReady);
-                if self.limited(&client.name, "status-server-not-ready") {
+                if self.limited(&client.config.name, "status-server-not-ready") {
                     tracing::warn!(
-                        client = client.name,
+                        client = client.config.name,
                         "Status-Server not answered: no SxS server is reachable"
                     );
                 }
@@ -521,7 +523,7 @@ impl<H: Handler> Server<H> {
             Action::New => {}
             Action::DropInFlight => {
                 self.dropped(&self.stats.duplicate_dropped, Drop::Duplicate);
-                tracing::debug!(client = client.name, %peer, id = packet.identifier(), "retransmission of a request in flight dropped");
+                tracing::debug!(client = client.config.name, %peer, id = packet.identifier(), "retransmission of a request in flight dropped");
                 return;
             }
             Action::Resend(bytes) if bytes.is_empty() => {
@@ -541,9 +543,9 @@ impl<H: Handler> Server<H> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.dedup.abandon(key, &authenticator);
             self.dropped(&self.stats.overload_dropped, Drop::Overload);
-            if self.limited(&client.name, "overloaded") {
+            if self.limited(&client.config.name, "overloaded") {
                 tracing::warn!(
-                    client = client.name,
+                    client = client.config.name,
                     "overloaded: max_in_flight reached, request dropped"
                 );
             }
@@ -554,8 +556,8 @@ impl<H: Handler> Server<H> {
         match budget::check(&packet, &rt.settings) {
             Budget::Fits => {}
             Budget::BareRejectOnly { needed } => {
-                if self.limited(&client.name, "reply-too-large") {
-                    tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
+                if self.limited(&client.config.name, "reply-too-large") {
+                    tracing::warn!(client = client.config.name, %peer, id = packet.identifier(), needed,
                         "the reply would exceed 4096 bytes (Proxy-State too large for reject_message or challenge_prompt): answering Access-Reject without asking SxS");
                 }
                 let user = packet
@@ -577,8 +579,8 @@ impl<H: Handler> Server<H> {
                 return;
             }
             Budget::Nothing { needed } => {
-                if self.limited(&client.name, "no-reply-fits") {
-                    tracing::warn!(client = client.name, %peer, id = packet.identifier(), needed,
+                if self.limited(&client.config.name, "no-reply-fits") {
+                    tracing::warn!(client = client.config.name, %peer, id = packet.identifier(), needed,
                         "no reply can fit in 4096 bytes (Proxy-State too large): request not answered, retransmissions ignored");
                 }
                 self.dedup
@@ -597,16 +599,19 @@ impl<H: Handler> Server<H> {
                     state_rejected: None,
                     attributes: Vec::new(),
                 };
-                log_decision(&client.name, Sent::Nothing, &outcome, Duration::ZERO);
-                self.metrics
-                    .decision(&client.name, Sent::Nothing.as_str(), "reply-too-large");
+                log_decision(&client.config.name, Sent::Nothing, &outcome, Duration::ZERO);
+                self.metrics.decision(
+                    &client.config.name,
+                    Sent::Nothing.as_str(),
+                    "reply-too-large",
+                );
                 drop(reply);
                 drop(permit);
                 return;
             }
         }
         let password = match packet.user_password() {
-            Some(enc) => match auth::decode_user_password(enc, &authenticator, secret) {
+            Some(enc) => match auth::decode_user_password(enc, &authenticator, secret.bytes()) {
                 // Moved, not copied: no second copy of the OTP to wipe.
                 Ok(mut p) => Some(Secret::new(std::mem::take(&mut *p))),
                 Err(_) => None,
@@ -614,8 +619,8 @@ impl<H: Handler> Server<H> {
             None => None,
         };
         let request = AccessRequest {
-            client: client.name.clone(),
-            methods: client.methods,
+            client: client.config.name.clone(),
+            methods: client.config.methods,
             user: packet
                 .user_name()
                 .and_then(|u| std::str::from_utf8(u).ok())
@@ -643,19 +648,19 @@ impl<H: Handler> Server<H> {
         reply: ReplyTo,
         peer: SocketAddr,
         packet: &Packet,
-        client: &RadiusClient,
+        client: &Client,
     ) {
         Stats::bump(&self.stats.accounting);
         if !rt.settings.accounting {
             self.metrics.dropped(Drop::Accounting);
-            tracing::debug!(client = client.name, %peer, "Accounting-Request dropped (radius.accounting is off)");
+            tracing::debug!(client = client.config.name, %peer, "Accounting-Request dropped (radius.accounting is off)");
             return;
         }
-        let secret = client.secret.expose();
-        if let Err(e) = auth::verify_accounting_request(packet, secret) {
+        let secret = &client.secret;
+        if let Err(e) = auth::verify_accounting_request(packet, secret.bytes()) {
             self.dropped(&self.stats.bad_authenticator, Drop::BadAuthenticator);
-            if self.limited(&client.name, "bad-accounting") {
-                tracing::warn!(client = client.name, %peer, id = packet.identifier(), error = %e, "Accounting-Request dropped");
+            if self.limited(&client.config.name, "bad-accounting") {
+                tracing::warn!(client = client.config.name, %peer, id = packet.identifier(), error = %e, "Accounting-Request dropped");
             }
             return;
         }
@@ -685,7 +690,7 @@ impl<H: Handler> Server<H> {
                     .unwrap_or_default();
                 let user: &str = &user;
                 tracing::info!(
-                    client = client.name,
+                    client = client.config.name,
                     user,
                     status,
                     "accounting answered (nothing kept)"
@@ -704,7 +709,7 @@ impl<H: Handler> Server<H> {
         rt: &Runtime<H>,
         packet: &Packet,
         outcome: &Outcome,
-        secret: &[u8],
+        secret: &PreparedSecret,
     ) -> (Sent, Vec<u8>) {
         // An empty Reply-Message cannot be sent (RFC 8044 §3.5); leave it out instead.
         let text =
@@ -792,8 +797,7 @@ struct Answer<H> {
     peer: SocketAddr,
     key: DedupKey,
     packet: Packet,
-    client: String,
-    secret: Secret,
+    client: Arc<Client>,
     received: Instant,
     /// Counts the request in `sxs_radius_in_flight` until it is answered.
     in_flight: crate::metrics::GaugeGuard,
@@ -807,7 +811,7 @@ impl<H: Handler> Answer<H> {
         peer: SocketAddr,
         key: DedupKey,
         packet: Packet,
-        client: &RadiusClient,
+        client: &Arc<Client>,
     ) -> Self {
         Self {
             in_flight: server.metrics.in_flight(),
@@ -817,8 +821,7 @@ impl<H: Handler> Answer<H> {
             peer,
             key,
             packet,
-            client: client.name.clone(),
-            secret: client.secret.clone(),
+            client: client.clone(),
             received: Instant::now(),
         }
     }
@@ -828,7 +831,7 @@ impl<H: Handler> Answer<H> {
     async fn send(self, outcome: Outcome, permit: tokio::sync::OwnedSemaphorePermit) {
         let (sent, bytes) =
             self.server
-                .encode(&self.rt, &self.packet, &outcome, self.secret.expose());
+                .encode(&self.rt, &self.packet, &outcome, &self.client.secret);
         if sent == Sent::Reject {
             tokio::time::sleep_until((self.received + self.rt.settings.reject_delay).into()).await;
         }
@@ -844,16 +847,17 @@ impl<H: Handler> Answer<H> {
         );
         if !bytes.is_empty() {
             if let Err(e) = self.reply.send(bytes).await {
-                tracing::warn!(client = self.client, peer = %self.peer, error = %e, "send failed");
+                tracing::warn!(client = self.client.config.name, peer = %self.peer, error = %e, "send failed");
             }
         }
         let metrics = &self.server.metrics;
-        metrics.decision(&self.client, sent.as_str(), outcome.decision);
+        let client = &self.client.config.name;
+        metrics.decision(client, sent.as_str(), outcome.decision);
         if let Some(reason) = outcome.state_rejected {
             metrics.state_reject(reason);
         }
         drop(self.in_flight);
-        log_decision(&self.client, sent, &outcome, self.received.elapsed());
+        log_decision(client, sent, &outcome, self.received.elapsed());
         drop(permit);
     }
 }

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::{RadiusClient, RadiusTlsSettings, TlsClient};
+use common::config::{RadiusTlsSettings, TlsClient};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
@@ -28,6 +28,7 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use crate::clients::Client;
 use crate::handler::Handler;
 use crate::metrics::Drop;
 use crate::packet::MAX_PACKET_LEN;
@@ -42,8 +43,8 @@ const MIN_PACKET_LEN: usize = 20;
 /// Rebuilt on SIGHUP, so new certificates apply to the next connection.
 pub struct TlsRuntime {
     acceptor: TlsAcceptor,
-    /// Sorted by prefix length, longest first.
-    clients: Vec<TlsClient>,
+    /// Sorted by prefix length, longest first; each with its [`Client`] for the server.
+    clients: Vec<(TlsClient, Arc<Client>)>,
     settings: RadiusTlsSettings,
 }
 
@@ -122,8 +123,12 @@ impl TlsRuntime {
                 settings.key_file.display()
             )
         })?;
-        let mut clients = settings.clients.clone();
-        clients.sort_by_key(|c| std::cmp::Reverse(c.client.network.prefix_len()));
+        let mut clients: Vec<(TlsClient, Arc<Client>)> = settings
+            .clients
+            .iter()
+            .map(|c| (c.clone(), Client::new(c.client.clone())))
+            .collect();
+        clients.sort_by_key(|(c, _)| std::cmp::Reverse(c.client.network.prefix_len()));
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             clients,
@@ -133,21 +138,23 @@ impl TlsRuntime {
 
     fn address_known(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.clients.iter().any(|c| c.client.network.contains(&ip))
+        self.clients
+            .iter()
+            .any(|(c, _)| c.client.network.contains(&ip))
     }
 
     /// The client for this address and these certificate names: the most specific network
     /// whose pattern matches.
-    fn find(&self, ip: IpAddr, names: &[String]) -> Option<&RadiusClient> {
+    fn find(&self, ip: IpAddr, names: &[String]) -> Option<&Arc<Client>> {
         let ip = ip.to_canonical();
         self.clients
             .iter()
-            .filter(|c| c.client.network.contains(&ip))
-            .find(|c| match &c.certificate {
+            .filter(|(c, _)| c.client.network.contains(&ip))
+            .find(|(c, _)| match &c.certificate {
                 None => true,
                 Some(pattern) => names.iter().any(|n| name_matches(pattern, n)),
             })
-            .map(|c| &c.client)
+            .map(|(_, client)| client)
     }
 }
 
@@ -327,7 +334,7 @@ impl<H: Handler> Server<H> {
                 "RADIUS/TLS client refused: no [[radius.tls.clients]] entry matches its address and certificate");
             return;
         };
-        let name = client.name.clone();
+        let name = client.config.name.clone();
         tracing::info!(client = name, %peer, certificate_names = ?names, version = ?version,
             "RADIUS/TLS connection");
         drop(rt);
