@@ -8,6 +8,7 @@
 //!
 //! Time is a parameter (`now: Instant`) so tests control it.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -79,6 +80,13 @@ pub struct DedupCache {
     max_entries: usize,
 }
 
+/// The next sequence number (each entry version gets its own).
+fn next(seq: &mut u64) -> u64 {
+    let n = *seq;
+    *seq = seq.wrapping_add(1);
+    n
+}
+
 /// `now + ttl`, or `now` if that is not representable (the entry then expires at once).
 fn deadline(now: Instant, ttl: Duration) -> Instant {
     now.checked_add(ttl).unwrap_or(now)
@@ -100,33 +108,6 @@ impl DedupCache {
         }
     }
 
-    fn insert(&mut self, key: DedupKey, entry: Entry) {
-        if let Some(old) = self.entries.insert(key, entry) {
-            self.expiry.remove(&(old.deadline, old.seq));
-        }
-    }
-
-    fn new_entry(
-        &mut self,
-        request_authenticator: &[u8; 16],
-        progress: Progress,
-        deadline: Instant,
-    ) -> Entry {
-        let seq = self.next_seq;
-        self.next_seq = self.next_seq.wrapping_add(1);
-        Entry {
-            request_authenticator: *request_authenticator,
-            progress,
-            deadline,
-            seq,
-        }
-    }
-
-    fn insert_indexed(&mut self, key: DedupKey, entry: Entry) {
-        self.expiry.insert((entry.deadline, entry.seq), key);
-        self.insert(key, entry);
-    }
-
     /// Classifies a received request; see [`Action`]. A `New` request is recorded as in flight
     /// (unless the cache is full, see the type's documentation).
     pub fn check(
@@ -136,23 +117,34 @@ impl DedupCache {
         now: Instant,
     ) -> Action {
         self.purge(now);
-        match self.entries.get(&key) {
-            Some(e) if e.request_authenticator == *request_authenticator => {
-                return match &e.progress {
-                    Progress::InFlight => Action::DropInFlight,
-                    Progress::Answered { response } => Action::Resend(response.clone()),
-                };
+        let full = self.entries.len() >= self.max_entries;
+        let (deadline, seq) = (deadline(now, self.in_flight_ttl), next(&mut self.next_seq));
+        let fresh = Entry {
+            request_authenticator: *request_authenticator,
+            progress: Progress::InFlight,
+            deadline,
+            seq,
+        };
+        // One lookup: the entry API, with the expiry index (another field) updated alongside.
+        match self.entries.entry(key) {
+            MapEntry::Occupied(mut o) => {
+                let e = o.get();
+                if e.request_authenticator == *request_authenticator {
+                    return match &e.progress {
+                        Progress::InFlight => Action::DropInFlight,
+                        Progress::Answered { response } => Action::Resend(response.clone()),
+                    };
+                }
+                // A new request reusing the key replaces the old one.
+                self.expiry.remove(&(e.deadline, e.seq));
+                o.insert(fresh);
             }
-            Some(_) => {}
-            None if self.entries.len() >= self.max_entries => return Action::New,
-            None => {}
+            MapEntry::Vacant(_) if full => return Action::New,
+            MapEntry::Vacant(v) => {
+                v.insert(fresh);
+            }
         }
-        let entry = self.new_entry(
-            request_authenticator,
-            Progress::InFlight,
-            deadline(now, self.in_flight_ttl),
-        );
-        self.insert_indexed(key, entry);
+        self.expiry.insert((deadline, seq), key);
         Action::New
     }
 
@@ -166,16 +158,17 @@ impl DedupCache {
         response: Vec<u8>,
         now: Instant,
     ) -> bool {
-        match self.entries.get(&key) {
-            Some(e) if e.request_authenticator == *request_authenticator => {}
-            _ => return false,
+        let Some(e) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        if e.request_authenticator != *request_authenticator {
+            return false;
         }
-        let entry = self.new_entry(
-            request_authenticator,
-            Progress::Answered { response },
-            deadline(now, self.ttl),
-        );
-        self.insert_indexed(key, entry);
+        self.expiry.remove(&(e.deadline, e.seq));
+        e.progress = Progress::Answered { response };
+        e.deadline = deadline(now, self.ttl);
+        e.seq = next(&mut self.next_seq);
+        self.expiry.insert((e.deadline, e.seq), key);
         true
     }
 
@@ -183,28 +176,32 @@ impl DedupCache {
     /// failed), so that a retransmission is processed afresh. Answered entries and entries of
     /// other authenticators are kept. Returns whether an entry was removed.
     pub fn abandon(&mut self, key: DedupKey, request_authenticator: &[u8; 16]) -> bool {
-        match self.entries.get(&key) {
-            Some(e)
-                if e.request_authenticator == *request_authenticator
-                    && matches!(e.progress, Progress::InFlight) => {}
-            _ => return false,
+        let MapEntry::Occupied(o) = self.entries.entry(key) else {
+            return false;
+        };
+        let e = o.get();
+        if e.request_authenticator != *request_authenticator
+            || !matches!(e.progress, Progress::InFlight)
+        {
+            return false;
         }
-        if let Some(old) = self.entries.remove(&key) {
-            self.expiry.remove(&(old.deadline, old.seq));
-        }
+        let old = o.remove();
+        self.expiry.remove(&(old.deadline, old.seq));
         true
     }
 
     /// Removes every entry whose deadline is before `now`; returns how many.
     pub fn purge(&mut self, now: Instant) -> usize {
         let mut removed = 0usize;
-        while let Some((&(at, seq), &key)) = self.expiry.first_key_value() {
-            if at >= now {
+        while let Some(first) = self.expiry.first_entry() {
+            if first.key().0 >= now {
                 break;
             }
-            self.expiry.remove(&(at, seq));
-            if self.entries.get(&key).is_some_and(|e| e.seq == seq) {
-                self.entries.remove(&key);
+            let ((_, seq), key) = first.remove_entry();
+            if let MapEntry::Occupied(o) = self.entries.entry(key) {
+                if o.get().seq == seq {
+                    o.remove();
+                }
             }
             removed = removed.saturating_add(1);
         }

@@ -128,7 +128,7 @@ impl Http1 {
     ) -> Result<Answer, SendError> {
         let origin = origin(url).map_err(SendError::NotDelivered)?;
         let request = self
-            .render(method, url, &origin, headers, body)
+            .render(method, url, headers, body)
             .map_err(SendError::Failed)?;
         let mut conn = match self.checkout(&origin) {
             Some(conn) => conn,
@@ -163,7 +163,6 @@ impl Http1 {
         &self,
         method: &str,
         url: &url::Url,
-        origin: &Origin,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
@@ -172,30 +171,45 @@ impl Http1 {
                 return Err(format!("header {name:?} cannot be sent as written"));
             }
         }
-        let mut head = String::with_capacity(256 + self.fixed_headers.len());
-        head.push_str(method);
-        head.push(' ');
-        head.push_str(url.path());
-        if let Some(q) = url.query() {
-            head.push('?');
-            head.push_str(q);
-        }
-        head.push_str(" HTTP/1.1\r\nHost: ");
-        let _ = write!(head, "{}", origin.host);
-        if url.port().is_some() {
-            let _ = write!(head, ":{}", origin.port);
-        }
-        head.push_str("\r\n");
-        head.push_str(&self.fixed_headers);
-        for (name, value) in headers {
-            let _ = write!(head, "{name}: {value}\r\n");
-        }
-        if !body.is_empty() || method == "POST" {
-            let _ = write!(head, "Content-Length: {}\r\n", body.len());
-        }
-        head.push_str("\r\n");
-        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(head.len() + body.len()));
-        out.extend_from_slice(head.as_bytes());
+        // Written straight into the one buffer, sized exactly first: it never grows, so no
+        // freed block keeps a copy of the body.
+        let host = url.host_str().unwrap_or_default();
+        let mut port = itoa::Buffer::new();
+        let port = url.port().map(|p| port.format(p));
+        let mut length = itoa::Buffer::new();
+        let length = (!body.is_empty() || method == "POST").then(|| length.format(body.len()));
+        let head = |put: &mut dyn FnMut(&[u8])| {
+            for piece in [method.as_bytes(), b" ", url.path().as_bytes()] {
+                put(piece);
+            }
+            if let Some(q) = url.query() {
+                put(b"?");
+                put(q.as_bytes());
+            }
+            put(b" HTTP/1.1\r\nHost: ");
+            put(host.as_bytes());
+            if let Some(port) = port {
+                put(b":");
+                put(port.as_bytes());
+            }
+            put(b"\r\n");
+            put(self.fixed_headers.as_bytes());
+            for (name, value) in headers {
+                for piece in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                    put(piece);
+                }
+            }
+            if let Some(length) = length {
+                for piece in [b"Content-Length: ".as_slice(), length.as_bytes(), b"\r\n"] {
+                    put(piece);
+                }
+            }
+            put(b"\r\n");
+        };
+        let mut size = body.len();
+        head(&mut |piece| size += piece.len());
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(size));
+        head(&mut |piece| out.extend_from_slice(piece));
         out.extend_from_slice(body);
         Ok(out)
     }

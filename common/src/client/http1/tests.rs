@@ -317,3 +317,57 @@ fn the_sweeper_is_started_again_on_the_next_runtime() {
         assert!(lock(&c.pools).sweeping);
     });
 }
+
+/// The request line and `Host` for every shape of URL: a port only when the URL names one
+/// that is not the scheme's default, IPv6 in brackets, no query mark without a query, and
+/// `Content-Length` on a POST even with no body. The buffer is exactly as long as the request
+/// (it is never grown: a grown buffer would leave a copy of the body behind).
+#[test]
+fn requests_are_rendered_for_every_url_shape() {
+    let c = client();
+    let cases = [
+        (
+            "http://127.0.0.1:8080/a?b=c",
+            "POST /a?b=c HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n",
+        ),
+        (
+            "https://sxs.example.org/SxSWS/auth",
+            "POST /SxSWS/auth HTTP/1.1\r\nHost: sxs.example.org\r\n",
+        ),
+        (
+            "https://sxs.example.org:443/x",
+            "POST /x HTTP/1.1\r\nHost: sxs.example.org\r\n",
+        ),
+        (
+            "https://sxs.example.org:8443/x",
+            "POST /x HTTP/1.1\r\nHost: sxs.example.org:8443\r\n",
+        ),
+        ("http://[::1]:81/", "POST / HTTP/1.1\r\nHost: [::1]:81\r\n"),
+        (
+            "http://[fe80::1]/",
+            "POST / HTTP/1.1\r\nHost: [fe80::1]\r\n",
+        ),
+    ];
+    for (url, start) in cases {
+        let url = url::Url::parse(url).unwrap();
+        for body in [&b""[..], b"<x/>"] {
+            let out = c
+                .render("POST", &url, &[("SOAPAction", "\"\"")], body)
+                .unwrap();
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            let rest = format!(
+                "User-Agent: t/1\r\nOrganizationId: 42\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(text, format!("{start}{rest}"), "{url}");
+            assert_eq!(out.capacity(), out.len(), "{url}");
+        }
+    }
+    let url = url::Url::parse("http://127.0.0.1:8080/h").unwrap();
+    let out = c.render("GET", &url, &[], b"").unwrap();
+    assert_eq!(
+        out.as_slice(),
+        b"GET /h HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: t/1\r\nOrganizationId: 42\r\n\r\n"
+    );
+}
