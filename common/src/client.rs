@@ -109,6 +109,10 @@ pub struct SxsClient {
     settings: SxsSettings,
     /// Per server: until when it is tried last, after a connection failure.
     down_until: Mutex<Vec<Option<Instant>>>,
+    /// Per server: what `observer` was last told (up or down), so that it hears of changes
+    /// only, not of every call. Taken under `down_until`'s lock, so that two calls ending at
+    /// once cannot report in the opposite order of their marks.
+    reported: Mutex<Vec<Option<bool>>>,
     clock: Arc<dyn Clock>,
     /// Bounds validateOtp calls in flight (and so connections and file descriptors).
     in_flight: tokio::sync::Semaphore,
@@ -202,6 +206,7 @@ impl SxsClient {
             endpoints,
             http,
             down_until: Mutex::new(vec![None; settings.servers.len()]),
+            reported: Mutex::new(vec![None; settings.servers.len()]),
             settings: settings.clone(),
             clock,
             in_flight: tokio::sync::Semaphore::new(max_connections),
@@ -213,6 +218,10 @@ impl SxsClient {
     /// Reports every call and server state to `observer` (the default ignores them).
     pub fn with_observer(mut self, observer: Arc<dyn SxsObserver>) -> Self {
         self.observer = observer;
+        // A new observer has been told nothing yet.
+        if let Ok(r) = self.reported.get_mut() {
+            r.fill(None);
+        }
         self
     }
 
@@ -260,9 +269,17 @@ impl SxsClient {
         if let Some(slot) = guard.get_mut(index) {
             *slot = until;
         }
-        drop(guard);
-        if let Some(base) = self.settings.servers.get(index) {
-            self.observer.sxs_server(base.as_str(), !down);
+        let mut reported = match self.reported.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let (Some(base), Some(last)) =
+            (self.settings.servers.get(index), reported.get_mut(index))
+        {
+            if *last != Some(!down) {
+                *last = Some(!down);
+                self.observer.sxs_server(base.as_str(), !down);
+            }
         }
     }
 

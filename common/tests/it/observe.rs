@@ -1,5 +1,5 @@
-//! The observer seam: what the client reports for each call and each server, against the
-//! simulator and a dead address.
+//! The observer seam: what the client reports for each call and each server (its state when
+//! first known and at each change), against the simulator and a dead address.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -58,8 +58,38 @@ async fn every_attempt_is_reported_with_its_server_and_verdict() {
             v("validateOtp", &s, "reject"),
         ]
     );
+    // Each server's state when it is first known and when it changes, not at every call.
     assert_eq!(
         *rec.servers.lock().unwrap(),
-        vec![(d, false), (s.clone(), true), (s, true)]
+        vec![(d.clone(), false), (s.clone(), true)]
+    );
+    // A new observer is told again.
+    let again = Arc::new(Recorder::default());
+    let c = client(&[sim.url()], "").with_observer(again.clone());
+    let otp = sim.current_otp("bob").unwrap();
+    c.validate_otp(&user("bob"), &otp.as_str().into()).await;
+    assert_eq!(*again.servers.lock().unwrap(), vec![(s, true)]);
+}
+
+#[tokio::test]
+async fn a_server_that_goes_away_is_reported_down_once() {
+    let sim = sim().await;
+    let s = format!("{}/", sim.url());
+    let rec = Arc::new(Recorder::default());
+    let c = client(&[sim.url()], "").with_observer(rec.clone());
+    let otp = sim.current_otp("alice").unwrap();
+    c.validate_otp(&user("alice"), &otp.as_str().into()).await;
+    drop(sim);
+    for _ in 0..2 {
+        assert_eq!(
+            c.validate_otp(&user("alice"), &"123456".into())
+                .await
+                .kind(),
+            "unavailable"
+        );
+    }
+    assert_eq!(
+        *rec.servers.lock().unwrap(),
+        vec![(s.clone(), true), (s, false)]
     );
 }
