@@ -1,6 +1,9 @@
 //! The fields of a log line, written as `tracing_subscriber`'s default formatter writes them,
 //! with less work for the common case: the per-decision line is written once per request.
 //!
+//! [`FastTime`] writes the timestamp as `tracing_subscriber`'s `SystemTime` timer does, with
+//! the date and time of day formatted once per second per thread.
+//!
 //! `tracing_subscriber`'s `DefaultFields` writes every field through `core::fmt` (a string
 //! field as `{:?}`, escaping it one character at a time, even when nothing needs escaping)
 //! and paints each field name with a no-op style. [`FastFields`] writes what needs no
@@ -10,11 +13,91 @@
 //! terminal) goes to `DefaultFields`' own visitor, so the text of a line is the same byte for
 //! byte (the tests compare both on every kind of field and value).
 
+use std::cell::Cell;
 use std::fmt::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
+
+/// The timer of the daemon's log lines: `2026-11-23T21:45:48.123456Z`, UTC, as
+/// `tracing_subscriber::fmt::time::SystemTime` writes it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastTime;
+
+/// The last second whose `YYYY-MM-DDTHH:MM:SS.` was written on this thread.
+const NO_SECOND: u64 = u64::MAX;
+
+thread_local! {
+    static SECOND: Cell<(u64, [u8; 20])> = const { Cell::new((NO_SECOND, [0; 20])) };
+}
+
+/// The last second of year 9999: later times (and times before 1970) are left to the
+/// default timer, which writes them its own way.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a Unix second up to [`LAST_SECOND`].
+fn second_prefix(secs: u64) -> [u8; 20] {
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let in_day = secs % 86_400;
+    let mut out = *b"0000-00-00T00:00:00.";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            if let Some(b) = out.get_mut(i) {
+                *b = b'0' + (value % 10) as u8;
+            }
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, in_day / 3_600);
+    put(14, 2, in_day / 60 % 60);
+    put(17, 2, in_day % 60);
+    out
+}
+
+impl FormatTime for FastTime {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH);
+        let Some(since) = since.ok().filter(|d| d.as_secs() <= LAST_SECOND) else {
+            return tracing_subscriber::fmt::time::SystemTime.format_time(w);
+        };
+        let secs = since.as_secs();
+        let prefix = SECOND.with(|cell| {
+            let (cached, prefix) = cell.get();
+            if cached == secs {
+                return prefix;
+            }
+            let prefix = second_prefix(secs);
+            cell.set((secs, prefix));
+            prefix
+        });
+        let mut micros = itoa::Buffer::new();
+        let micros = micros.format(since.subsec_micros());
+        w.write_str(std::str::from_utf8(&prefix).map_err(|_| fmt::Error)?)?;
+        w.write_str("000000".get(micros.len()..).unwrap_or_default())?;
+        w.write_str(micros)?;
+        w.write_char('Z')
+    }
+}
 
 /// The field formatter of the daemon's log lines; see the module documentation.
 #[derive(Debug, Default, Clone, Copy)]
@@ -345,6 +428,49 @@ mod tests {
                 assert_eq!(d, f, "ansi {ansi}");
             }
             assert_eq!(default, fast, "ansi {ansi}");
+        }
+    }
+
+    #[test]
+    fn seconds_are_written_as_dates() {
+        for (secs, text) in [
+            (0, "1970-01-01T00:00:00."),
+            (951_782_400, "2000-02-29T00:00:00."),
+            (951_868_799, "2000-02-29T23:59:59."),
+            (1_709_251_199, "2024-02-29T23:59:59."),
+            (1_795_466_748, "2026-11-23T20:45:48."),
+            (4_107_542_400, "2100-03-01T00:00:00."),
+            (LAST_SECOND, "9999-12-31T23:59:59."),
+        ] {
+            assert_eq!(&second_prefix(secs), text.as_bytes(), "{secs}");
+        }
+    }
+
+    /// The timestamp is the default timer's, to the second (both read the clock), with six
+    /// digits of microseconds, on a first call and on calls within the same second.
+    #[test]
+    fn timestamps_read_as_the_default_timers() {
+        let format = |timer: &dyn FormatTime| {
+            let mut s = String::new();
+            timer.format_time(&mut Writer::new(&mut s)).unwrap();
+            s
+        };
+        let mut compared = 0;
+        while compared < 3 {
+            let before = format(&tracing_subscriber::fmt::time::SystemTime);
+            let ours = format(&FastTime);
+            let again = format(&FastTime);
+            let after = format(&tracing_subscriber::fmt::time::SystemTime);
+            if before[..19] != after[..19] {
+                continue; // a second ended in between
+            }
+            for t in [&ours, &again] {
+                assert_eq!(t[..20], before[..20], "{t} {before}");
+                assert_eq!(t.len(), before.len(), "{t} {before}");
+                assert!(t[20..26].bytes().all(|b| b.is_ascii_digit()), "{t}");
+                assert!(t.ends_with('Z'), "{t}");
+            }
+            compared += 1;
         }
     }
 

@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         .with_ansi(ansi)
         // The default formatter's text, written with less work (radiusd::log_format).
         .fmt_fields(radiusd::log_format::FastFields)
+        .with_timer(radiusd::log_format::FastTime)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
