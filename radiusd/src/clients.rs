@@ -7,18 +7,22 @@ use common::config::RadiusClient;
 
 use crate::auth::PreparedSecret;
 
-/// A configured client as the server uses it: its settings, and its shared secret prepared
-/// for HMAC once per (re)load rather than twice per request. Requests in flight share it.
+/// A configured client as the server uses it: its settings, its shared secret prepared for
+/// HMAC once per (re)load rather than twice per request, and its metrics label. Requests in
+/// flight share it.
 #[derive(Debug)]
 pub struct Client {
     pub config: RadiusClient,
     pub secret: PreparedSecret,
+    /// The name as the metrics label it is: shared, not copied per request.
+    pub label: crate::metrics::Label,
 }
 
 impl Client {
     pub fn new(config: RadiusClient) -> Arc<Self> {
         Arc::new(Self {
             secret: PreparedSecret::new(&config.secret),
+            label: config.name.as_str().into(),
             config,
         })
     }

@@ -58,7 +58,9 @@ struct ServerLabels {
 
 /// A label value from the configuration (a client name, an SxS server URL): shared, so that
 /// counting a request copies no string.
-type Label = Arc<str>;
+/// A label value shared rather than copied: a client's name (held by the client, see
+/// `clients::Client`) or an SxS server URL (interned by [`Metrics`]).
+pub type Label = Arc<str>;
 
 /// Why a packet was dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +140,8 @@ pub struct Metrics {
     dedup_entries: Gauge,
     tls_connections: Gauge,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
-    /// Every client name and server URL seen, each allocated once (bounded by the
-    /// configuration, like the label sets themselves).
+    /// Every SxS server URL seen, each allocated once (bounded by the configuration, like
+    /// the label sets themselves). Client names come as the clients' own [`Label`]s.
     labels: RwLock<HashSet<Label>>,
 }
 
@@ -279,7 +281,7 @@ impl Metrics {
         }
     }
 
-    /// The shared copy of `value`, made on first sight.
+    /// The shared copy of `value` (a server URL), made on first sight.
     fn label(&self, value: &str) -> Label {
         let known = match self.labels.read() {
             Ok(set) => set.get(value).cloned(),
@@ -303,20 +305,20 @@ impl Metrics {
     }
 
     /// A packet from a known client (`code`: the RADIUS code's name).
-    pub fn request(&self, client: &str, transport: &'static str, code: &'static str) {
+    pub fn request(&self, client: &Label, transport: &'static str, code: &'static str) {
         self.requests
             .get_or_create(&RequestLabels {
-                client: self.label(client),
+                client: client.clone(),
                 transport,
                 code,
             })
             .inc();
     }
 
-    pub fn decision(&self, client: &str, reply: &'static str, reason: &'static str) {
+    pub fn decision(&self, client: &Label, reply: &'static str, reason: &'static str) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                client: self.label(client),
+                client: client.clone(),
                 reply,
                 reason,
             })

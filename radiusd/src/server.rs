@@ -450,7 +450,7 @@ impl<H: Handler> Server<H> {
             }
         };
         self.metrics
-            .request(&client.config.name, transport, packet.code().name());
+            .request(&client.label, transport, packet.code().name());
         let secret = &client.secret;
         if packet.code() == Code::AccountingRequest {
             self.answer_accounting(rt, reply, peer, &packet, client);
@@ -600,11 +600,8 @@ impl<H: Handler> Server<H> {
                     attributes: Vec::new(),
                 };
                 log_decision(&client.config.name, Sent::Nothing, &outcome, Duration::ZERO);
-                self.metrics.decision(
-                    &client.config.name,
-                    Sent::Nothing.as_str(),
-                    "reply-too-large",
-                );
+                self.metrics
+                    .decision(&client.label, Sent::Nothing.as_str(), "reply-too-large");
                 drop(reply);
                 drop(permit);
                 return;
@@ -852,7 +849,7 @@ impl<H: Handler> Answer<H> {
         }
         let metrics = &self.server.metrics;
         let client = &self.client.config.name;
-        metrics.decision(client, sent.as_str(), outcome.decision);
+        metrics.decision(&self.client.label, sent.as_str(), outcome.decision);
         if let Some(reason) = outcome.state_rejected {
             metrics.state_reject(reason);
         }
