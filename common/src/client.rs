@@ -683,7 +683,7 @@ impl SxsClient {
         operation: &'static str,
         service_path: &str,
         envelope: String,
-    ) -> Result<soap::Element> {
+    ) -> Result<soap::Element<'static>> {
         let admin = self
             .settings
             .admin_url
@@ -724,7 +724,9 @@ impl SxsClient {
                     message,
                 })
             }
-            Ok(Outcome::Body(body)) if (200..300).contains(&status) => Ok(body.clone()),
+            Ok(Outcome::Body(body)) if (200..300).contains(&status) => {
+                Ok(body.clone().into_owned())
+            }
             Ok(Outcome::Body(_)) => Err(Error::SxsUnavailable {
                 operation,
                 cause: format!("{url}: HTTP {status}"),

@@ -1093,7 +1093,7 @@ impl SimState {
         &self,
         body: &[u8],
         m: &crate::config::SxsMethod,
-    ) -> Result<(Element, String), Box<Resp>> {
+    ) -> Result<(Element<'static>, String), Box<Resp>> {
         let wrapper = format!("{}Response", m.request.trim_end_matches("Request"));
         let Some(req) = request_element(body, &m.request) else {
             return Err(Box::new(self.reject(
@@ -1145,7 +1145,10 @@ impl SimState {
 
     /// The user id a request names (by `TokenSN` of either token, or `UserID`), or the
     /// exception code and message to refuse it with.
-    fn resolve_user(store: &Store, req: &Element) -> Result<String, (&'static str, &'static str)> {
+    fn resolve_user(
+        store: &Store,
+        req: &Element<'_>,
+    ) -> Result<String, (&'static str, &'static str)> {
         let field = |name: &str| {
             req.child(name)
                 .map(|e| e.text.as_str())
@@ -1454,7 +1457,7 @@ impl SimState {
             return soap_fault("soap:Client", "expected a SOAP request");
         };
         let mut store = lock(&self.store);
-        match op.name.as_str() {
+        match &*op.name {
             "createOrUpdateSxsUser" => {
                 const W: &str = "createOrUpdateSxsUserResponse";
                 let Some(u) = op.child("sxsUserWS") else {
@@ -1648,10 +1651,10 @@ enum AuthOp {
 
 /// The first element inside the SOAP Body; with a non-empty `name`, only if it has that
 /// local name.
-fn request_element(body: &[u8], name: &str) -> Option<Element> {
+fn request_element(body: &[u8], name: &str) -> Option<Element<'static>> {
     let text = std::str::from_utf8(body).ok()?;
     let root = soap::parse(text).ok()?;
     let body = soap::body(&root).ok()?;
     let first = body.children.first()?;
-    (name.is_empty() || first.name == name).then(|| first.clone())
+    (name.is_empty() || first.name == name).then(|| first.clone().into_owned())
 }

@@ -5,6 +5,7 @@
 //! ignored, as the response wrappers are not documented) and interpreted strictly: anything
 //! that is not clearly a success is not a success.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use quick_xml::events::Event;
@@ -36,25 +37,38 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Appends `text` to `out`, escaped for an XML element.
+/// Appends `text` to `out`, escaped for an XML element: runs without a special character
+/// are copied whole.
 fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
+        let (plain, special) = rest.split_at(at);
+        out.push_str(plain);
+        let mut chars = special.chars();
+        out.push_str(match chars.next() {
+            Some('&') => "&amp;",
+            Some('<') => "&lt;",
+            Some('>') => "&gt;",
+            Some('"') => "&quot;",
+            _ => "&apos;",
+        });
+        rest = chars.as_str();
     }
+    out.push_str(rest);
 }
 
 fn envelope_open(out: &mut String, ns_prefix: &str, ns: &str) {
-    let _ = write!(
-        out,
-        "<soapenv:Envelope xmlns:soapenv=\"{NS_SOAP}\" xmlns:{ns_prefix}=\"{ns}\">\n  <soapenv:Header/>\n  <soapenv:Body>\n"
-    );
+    for piece in [
+        "<soapenv:Envelope xmlns:soapenv=\"",
+        NS_SOAP,
+        "\" xmlns:",
+        ns_prefix,
+        "=\"",
+        ns,
+        "\">\n  <soapenv:Header/>\n  <soapenv:Body>\n",
+    ] {
+        out.push_str(piece);
+    }
 }
 
 fn envelope_close(out: &mut String) {
@@ -69,10 +83,16 @@ fn envelope(ns_prefix: &str, ns: &str, body: &str) -> String {
     out
 }
 
+/// `<name>value</name>` on a line of its own, indented.
 fn leaf(out: &mut String, indent: usize, name: &str, value: &str) {
-    let _ = write!(out, "{:indent$}<{name}>", "", indent = indent);
+    out.extend(std::iter::repeat_n(' ', indent));
+    for piece in ["<", name, ">"] {
+        out.push_str(piece);
+    }
     escape_into(out, value);
-    let _ = writeln!(out, "</{name}>");
+    for piece in ["</", name, ">\n"] {
+        out.push_str(piece);
+    }
 }
 
 /// The identity and profile every authentication request ends with, in the vendor samples'
@@ -291,24 +311,34 @@ pub fn get_activation_code_request(token_sn: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Reading XML
 
-/// One element: local name, its own text (trimmed), children.
+/// One element: local name, its own text (trimmed), children. The name is borrowed from the
+/// document parsed (no allocation per element); [`Element::into_owned`] keeps it longer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Element {
-    pub name: String,
+pub struct Element<'a> {
+    pub name: Cow<'a, str>,
     pub text: String,
-    pub children: Vec<Element>,
+    pub children: Vec<Element<'a>>,
 }
 
-impl Element {
+impl<'x> Element<'x> {
     /// The first direct child with this local name.
-    pub fn child(&self, name: &str) -> Option<&Element> {
+    pub fn child(&self, name: &str) -> Option<&Element<'x>> {
         self.children.iter().find(|c| c.name == name)
     }
 
+    /// The element with its names copied, independent of the document it was read from.
+    pub fn into_owned(self) -> Element<'static> {
+        Element {
+            name: Cow::Owned(self.name.into_owned()),
+            text: self.text,
+            children: self.children.into_iter().map(Element::into_owned).collect(),
+        }
+    }
+
     /// Every descendant (not self) with this local name, depth first.
-    pub fn descendants<'a>(&'a self, name: &str) -> Vec<&'a Element> {
+    pub fn descendants<'a>(&'a self, name: &str) -> Vec<&'a Element<'x>> {
         let mut out = Vec::new();
-        fn walk<'a>(e: &'a Element, name: &str, out: &mut Vec<&'a Element>) {
+        fn walk<'a, 'x>(e: &'a Element<'x>, name: &str, out: &mut Vec<&'a Element<'x>>) {
             for c in &e.children {
                 if c.name == name {
                     out.push(c);
@@ -321,9 +351,14 @@ impl Element {
     }
 
     /// The one descendant with this name: `Ok(None)` when absent, `Err` when there are several.
-    pub fn unique(&self, name: &str) -> Result<Option<&Element>, String> {
+    pub fn unique(&self, name: &str) -> Result<Option<&Element<'x>>, String> {
         // Counted without collecting them: this runs several times per SxS answer.
-        fn walk<'a>(e: &'a Element, name: &str, first: &mut Option<&'a Element>, n: &mut usize) {
+        fn walk<'a, 'x>(
+            e: &'a Element<'x>,
+            name: &str,
+            first: &mut Option<&'a Element<'x>>,
+            n: &mut usize,
+        ) {
             for c in &e.children {
                 if c.name == name {
                     *n += 1;
@@ -349,13 +384,23 @@ fn trim_in_place(text: &mut String) {
     text.drain(..start);
 }
 
+/// `name`, which quick-xml read out of `xml`, as the slice of `xml` it is; a copy if it is
+/// not one (quick-xml gives slices of a string it reads from, but that is not its promise).
+fn name_in<'a>(xml: &'a str, name: &[u8]) -> Cow<'a, str> {
+    let start = (name.as_ptr() as usize).wrapping_sub(xml.as_ptr() as usize);
+    match xml.get(start..start.wrapping_add(name.len())) {
+        Some(within) if std::ptr::eq(within.as_ptr(), name.as_ptr()) => Cow::Borrowed(within),
+        _ => Cow::Owned(String::from_utf8_lossy(name).into_owned()),
+    }
+}
+
 /// Parses a whole XML document into its root element. Refuses DTDs, unknown entities,
 /// more than one root, deep nesting and very many elements.
-pub fn parse(xml: &str) -> Result<Element, String> {
+pub fn parse(xml: &str) -> Result<Element<'_>, String> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Element> = Vec::new();
-    let mut root: Option<Element> = None;
+    let mut stack: Vec<Element<'_>> = Vec::with_capacity(8);
+    let mut root: Option<Element<'_>> = None;
     let mut count = 0usize;
     loop {
         let event = reader.read_event().map_err(|e| {
@@ -374,7 +419,7 @@ pub fn parse(xml: &str) -> Result<Element, String> {
                     return Err("more than one root element".into());
                 }
                 stack.push(Element {
-                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    name: name_in(xml, e.local_name().as_ref()),
                     ..Element::default()
                 });
             }
@@ -384,7 +429,7 @@ pub fn parse(xml: &str) -> Result<Element, String> {
                     return Err("XML too large".into());
                 }
                 let el = Element {
-                    name: String::from_utf8_lossy(e.local_name().as_ref()).into_owned(),
+                    name: name_in(xml, e.local_name().as_ref()),
                     ..Element::default()
                 };
                 match stack.last_mut() {
@@ -453,7 +498,7 @@ pub fn parse(xml: &str) -> Result<Element, String> {
 }
 
 /// The `Body` of a SOAP envelope.
-pub fn body(root: &Element) -> Result<&Element, String> {
+pub fn body<'a, 'x>(root: &'a Element<'x>) -> Result<&'a Element<'x>, String> {
     if root.name != "Envelope" {
         return Err(format!(
             "root element is <{}>, not a SOAP Envelope",
@@ -476,11 +521,11 @@ pub enum Outcome<'a> {
     /// An SxS exception object: `exceptionCode`, `exceptionMessage`.
     Exception { code: String, message: String },
     /// Neither: the Body, for the operation to read.
-    Body(&'a Element),
+    Body(&'a Element<'a>),
 }
 
 /// Classifies a parsed response. A fault or exception without a code is malformed.
-pub fn outcome(root: &Element) -> Result<Outcome<'_>, String> {
+pub fn outcome<'a>(root: &'a Element<'a>) -> Result<Outcome<'a>, String> {
     let body = body(root)?;
     if let Some(fault) = body.unique("Fault")? {
         let code = fault.child("faultcode").map(|c| c.text.clone());

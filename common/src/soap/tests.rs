@@ -6,7 +6,7 @@ fn fixture(name: &str) -> String {
 }
 
 /// Element names and texts, in order, ignoring prefixes and whitespace.
-fn shape(xml: &str) -> Element {
+fn shape(xml: &str) -> Element<'_> {
     parse(xml).expect("fixture parses")
 }
 
@@ -208,4 +208,87 @@ fn mutated_inputs_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn requests_are_written_exactly() {
+    assert_eq!(
+        escape("a<b>&\"c'\u{e9}&&x"),
+        "a&lt;b&gt;&amp;&quot;c&apos;\u{e9}&amp;&amp;x"
+    );
+    assert_eq!(escape(""), "");
+    assert_eq!(escape("plain"), "plain");
+    let xml = validate_otp_request(
+        &"123456".into(),
+        Some("2000038252"),
+        Some("u<1>"),
+        "OTP_APP",
+    );
+    assert_eq!(
+        xml.as_str(),
+        "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+         xmlns:aut=\"http://authentication.ws.sxs.logos.hr\">\n  <soapenv:Header/>\n  \
+         <soapenv:Body>\n    <aut:validateOtpRequest>\n      <otp>123456</otp>\n      \
+         <TokenSN>2000038252</TokenSN>\n      <applicationProfileName>OTP_APP</applicationProfileName>\n      \
+         <UserID>u&lt;1&gt;</UserID>\n    </aut:validateOtpRequest>\n  </soapenv:Body>\n</soapenv:Envelope>\n"
+    );
+}
+
+#[test]
+fn names_are_read_in_place_and_kept_as_copies() {
+    let xml = "<s:Envelope xmlns:s=\"urn:x\"><s:Body><r:Answer xmlns:r=\"urn:y\">\
+               <tokenSN> 42 </tokenSN><w\u{e9}ird>a&amp;b</w\u{e9}ird></r:Answer></s:Body></s:Envelope>";
+    let root = parse(xml).expect("parses");
+    let mut names = Vec::new();
+    fn walk<'a>(e: &'a Element<'a>, out: &mut Vec<&'a Cow<'a, str>>) {
+        out.push(&e.name);
+        e.children.iter().for_each(|c| walk(c, out));
+    }
+    walk(&root, &mut names);
+    let shown: Vec<&str> = names.iter().map(|n| n.as_ref()).collect();
+    assert_eq!(
+        shown,
+        ["Envelope", "Body", "Answer", "tokenSN", "w\u{e9}ird"]
+    );
+    // Every local name is the document's own text, not a copy of it.
+    let range = xml.as_bytes().as_ptr_range();
+    for name in &names {
+        assert!(matches!(name, Cow::Borrowed(_)), "{name} copied");
+        assert!(range.contains(&name.as_ptr()), "{name} not in the document");
+    }
+    // What outlives the document is an equal, owned tree.
+    let kept = {
+        let text = xml.to_string();
+        let parsed = parse(&text).expect("parses");
+        parsed.into_owned()
+    };
+    assert_eq!(kept, root);
+    assert!(matches!(kept.name, Cow::Owned(_)));
+    assert_eq!(kept.unique("w\u{e9}ird").unwrap().unwrap().text, "a&b");
+    assert_eq!(kept.unique("tokenSN").unwrap().unwrap().text, "42");
+}
+
+#[test]
+fn a_name_not_from_the_document_is_copied() {
+    let xml = "<a><b/></a>";
+    let elsewhere = String::from("b");
+    assert!(matches!(name_in(xml, elsewhere.as_bytes()), Cow::Owned(_)));
+    assert_eq!(name_in(xml, elsewhere.as_bytes()), "b");
+    assert!(matches!(
+        name_in(xml, &xml.as_bytes()[1..2]),
+        Cow::Borrowed("a")
+    ));
+    // Not on a character boundary of the document: copied (lossily, as before).
+    let accented = "<\u{e9}/>";
+    assert_eq!(name_in(accented, &accented.as_bytes()[1..2]), "\u{fffd}");
+    // Past the end, or before the start: copied.
+    let longer = "<a/>xyz";
+    assert!(matches!(
+        name_in(&longer[..4], &longer.as_bytes()[4..7]),
+        Cow::Owned(_)
+    ));
+    assert!(matches!(
+        name_in(&longer[4..], &longer.as_bytes()[1..2]),
+        Cow::Owned(_)
+    ));
 }
