@@ -14,15 +14,16 @@ use crate::auth::PreparedSecret;
 pub struct Client {
     pub config: RadiusClient,
     pub secret: PreparedSecret,
-    /// The name as the metrics label it is: shared, not copied per request.
-    pub label: crate::metrics::Label,
+    /// The name as the metrics label it is (shared, not copied per request), and the
+    /// client's counters once found.
+    pub metrics: crate::metrics::ClientMetrics,
 }
 
 impl Client {
     pub fn new(config: RadiusClient) -> Arc<Self> {
         Arc::new(Self {
             secret: PreparedSecret::new(&config.secret),
-            label: config.name.as_str().into(),
+            metrics: crate::metrics::ClientMetrics::new(&config.name),
             config,
         })
     }

@@ -7,7 +7,8 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -56,11 +57,72 @@ struct ServerLabels {
     server: Label,
 }
 
-/// A label value from the configuration (a client name, an SxS server URL): shared, so that
-/// counting a request copies no string.
 /// A label value shared rather than copied: a client's name (held by the client, see
 /// `clients::Client`) or an SxS server URL (interned by [`Metrics`]).
 pub type Label = Arc<str>;
+
+/// Which [`Metrics`] a cached counter belongs to (a process may run several servers, in tests).
+static NEXT_METRICS_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Counters already looked up, so that counting again hashes no label set. Keyed by the
+/// `Metrics` they belong to and the fixed words of the label set; bounded, because those
+/// words are constants of the program.
+#[derive(Debug)]
+struct Handles<M> {
+    found: Mutex<Vec<(u64, &'static str, &'static str, M)>>,
+}
+
+impl<M> Default for Handles<M> {
+    fn default() -> Self {
+        Self {
+            found: Mutex::default(),
+        }
+    }
+}
+
+impl<M: Clone> Handles<M> {
+    fn get(&self, metrics: u64, a: &'static str, b: &'static str, make: impl FnOnce() -> M) -> M {
+        let mut found = match self.found.lock() {
+            Ok(found) => found,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((.., m)) = found
+            .iter()
+            .find(|(id, x, y, _)| *id == metrics && *x == a && *y == b)
+        {
+            return m.clone();
+        }
+        let m = make();
+        found.push((metrics, a, b, m.clone()));
+        m
+    }
+}
+
+/// A client's label and its counters once found: held by the client (`clients::Client`).
+#[derive(Debug)]
+pub struct ClientMetrics {
+    label: Label,
+    requests: Handles<Counter>,
+    decisions: Handles<Counter>,
+}
+
+impl ClientMetrics {
+    pub fn new(name: &str) -> Self {
+        Self {
+            label: name.into(),
+            requests: Handles::default(),
+            decisions: Handles::default(),
+        }
+    }
+}
+
+/// An SxS server's counters once found.
+#[derive(Debug)]
+struct ServerMetrics {
+    url: Label,
+    calls: Handles<Counter>,
+    latency: Handles<Histogram>,
+}
 
 /// Why a packet was dropped without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +205,10 @@ pub struct Metrics {
     /// Every SxS server URL seen, each allocated once (bounded by the configuration, like
     /// the label sets themselves). Client names come as the clients' own [`Label`]s.
     labels: RwLock<HashSet<Label>>,
+    /// Distinguishes this instance's counters in the clients' caches.
+    id: u64,
+    /// The SxS servers' counters once found, by URL.
+    servers: RwLock<Vec<Arc<ServerMetrics>>>,
 }
 
 impl Default for Metrics {
@@ -278,6 +344,8 @@ impl Metrics {
             tls_connections,
             tls_handshake_failures,
             labels: RwLock::default(),
+            id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
+            servers: RwLock::default(),
         }
     }
 
@@ -305,24 +373,57 @@ impl Metrics {
     }
 
     /// A packet from a known client (`code`: the RADIUS code's name).
-    pub fn request(&self, client: &Label, transport: &'static str, code: &'static str) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                client: client.clone(),
-                transport,
-                code,
+    pub fn request(&self, client: &ClientMetrics, transport: &'static str, code: &'static str) {
+        client
+            .requests
+            .get(self.id, transport, code, || {
+                self.requests.get_or_create_owned(&RequestLabels {
+                    client: client.label.clone(),
+                    transport,
+                    code,
+                })
             })
             .inc();
     }
 
-    pub fn decision(&self, client: &Label, reply: &'static str, reason: &'static str) {
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                client: client.clone(),
-                reply,
-                reason,
+    pub fn decision(&self, client: &ClientMetrics, reply: &'static str, reason: &'static str) {
+        client
+            .decisions
+            .get(self.id, reply, reason, || {
+                self.decisions.get_or_create_owned(&DecisionLabels {
+                    client: client.label.clone(),
+                    reply,
+                    reason,
+                })
             })
             .inc();
+    }
+
+    /// The counters of the SxS server at `url`, found once.
+    fn server(&self, url: &str) -> Arc<ServerMetrics> {
+        let known =
+            |servers: &[Arc<ServerMetrics>]| servers.iter().find(|s| &*s.url == url).cloned();
+        let found = match self.servers.read() {
+            Ok(servers) => known(&servers),
+            Err(poisoned) => known(&poisoned.into_inner()),
+        };
+        if let Some(server) = found {
+            return server;
+        }
+        let mut servers = match self.servers.write() {
+            Ok(servers) => servers,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(server) = known(&servers) {
+            return server;
+        }
+        let server = Arc::new(ServerMetrics {
+            url: self.label(url),
+            calls: Handles::default(),
+            latency: Handles::default(),
+        });
+        servers.push(server.clone());
+        server
     }
 
     pub fn dropped(&self, why: Drop) {
@@ -391,16 +492,25 @@ impl common::SxsObserver for Metrics {
         verdict: &'static str,
         latency: Duration,
     ) {
-        let server = self.label(server);
-        self.sxs_calls
-            .get_or_create(&SxsCallLabels {
-                method,
-                server: server.clone(),
-                verdict,
+        let server = self.server(server);
+        server
+            .calls
+            .get(self.id, method, verdict, || {
+                self.sxs_calls.get_or_create_owned(&SxsCallLabels {
+                    method,
+                    server: server.url.clone(),
+                    verdict,
+                })
             })
             .inc();
-        self.sxs_latency
-            .get_or_create(&SxsLatencyLabels { method, server })
+        server
+            .latency
+            .get(self.id, method, "", || {
+                self.sxs_latency.get_or_create_owned(&SxsLatencyLabels {
+                    method,
+                    server: server.url.clone(),
+                })
+            })
             .observe(latency.as_secs_f64());
     }
 
@@ -564,4 +674,103 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
             format!("cannot listen on {addr} (metrics.listen): {e}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::SxsObserver;
+
+    fn line<'a>(text: &'a str, start: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(start))
+    }
+
+    #[test]
+    fn counters_found_once_count_as_before() {
+        let metrics = Metrics::new();
+        let nas = ClientMetrics::new("nas1");
+        for _ in 0..3 {
+            metrics.request(&nas, "udp", "Access-Request");
+        }
+        metrics.request(&nas, "tls", "Access-Request");
+        metrics.decision(&nas, "accept", "allow");
+        metrics.decision(&nas, "accept", "allow");
+        metrics.decision(&nas, "reject", "deny");
+        let text = metrics.encode().unwrap();
+        let requests =
+            r#"sxs_radius_requests_total{client="nas1",transport="udp",code="Access-Request"} "#;
+        assert_eq!(line(&text, requests), Some(&*format!("{requests}3")));
+        let tls =
+            r#"sxs_radius_requests_total{client="nas1",transport="tls",code="Access-Request"} "#;
+        assert_eq!(line(&text, tls), Some(&*format!("{tls}1")));
+        let allow = r#"sxs_radius_decisions_total{client="nas1",reply="accept",reason="allow"} "#;
+        assert_eq!(line(&text, allow), Some(&*format!("{allow}2")));
+        let deny = r#"sxs_radius_decisions_total{client="nas1",reply="reject",reason="deny"} "#;
+        assert_eq!(line(&text, deny), Some(&*format!("{deny}1")));
+        // Equal words from another place in the program are the same series.
+        let reason = String::from("allow").leak();
+        metrics.decision(&nas, "accept", reason);
+        let text = metrics.encode().unwrap();
+        assert_eq!(line(&text, allow), Some(&*format!("{allow}3")));
+        assert_eq!(text.matches("reason=\"allow\"").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_client_counted_by_two_servers_counts_in_each() {
+        let (first, second) = (Metrics::new(), Metrics::new());
+        let nas = ClientMetrics::new("nas1");
+        first.request(&nas, "udp", "Access-Request");
+        second.request(&nas, "udp", "Access-Request");
+        second.request(&nas, "udp", "Access-Request");
+        let key =
+            r#"sxs_radius_requests_total{client="nas1",transport="udp",code="Access-Request"} "#;
+        let first = first.encode().unwrap();
+        let second = second.encode().unwrap();
+        assert_eq!(line(&first, key), Some(&*format!("{key}1")));
+        assert_eq!(line(&second, key), Some(&*format!("{key}2")));
+    }
+
+    #[test]
+    fn sxs_calls_are_counted_per_server_method_and_verdict() {
+        let metrics = Metrics::new();
+        let (a, b) = ("http://a.example/SxSWS", "http://b.example/SxSWS");
+        metrics.sxs_call("validateOtp", a, "accept", Duration::from_millis(250));
+        metrics.sxs_call("validateOtp", a, "accept", Duration::from_millis(500));
+        metrics.sxs_call("validateOtp", a, "reject", Duration::from_millis(250));
+        metrics.sxs_call("sendSms", a, "accept", Duration::from_millis(3));
+        metrics.sxs_call(
+            "validateOtp",
+            &b.to_string(),
+            "unavailable",
+            Duration::from_secs(2),
+        );
+        let text = metrics.encode().unwrap();
+        for (labels, n) in [
+            (
+                format!(r#"method="validateOtp",server="{a}",verdict="accept""#),
+                2,
+            ),
+            (
+                format!(r#"method="validateOtp",server="{a}",verdict="reject""#),
+                1,
+            ),
+            (
+                format!(r#"method="sendSms",server="{a}",verdict="accept""#),
+                1,
+            ),
+            (
+                format!(r#"method="validateOtp",server="{b}",verdict="unavailable""#),
+                1,
+            ),
+        ] {
+            let key = format!("sxs_calls_total{{{labels}}} ");
+            assert_eq!(line(&text, &key), Some(&*format!("{key}{n}")), "{text}");
+        }
+        let count =
+            format!(r#"sxs_call_duration_seconds_count{{method="validateOtp",server="{a}"}} "#);
+        assert_eq!(line(&text, &count), Some(&*format!("{count}3")), "{text}");
+        let sum = format!(r#"sxs_call_duration_seconds_sum{{method="validateOtp",server="{a}"}} "#);
+        assert_eq!(line(&text, &sum), Some(&*format!("{sum}1.0")), "{text}");
+        assert_eq!(metrics.servers.read().unwrap().len(), 2);
+    }
 }

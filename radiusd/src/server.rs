@@ -450,7 +450,7 @@ impl<H: Handler> Server<H> {
             }
         };
         self.metrics
-            .request(&client.label, transport, packet.code().name());
+            .request(&client.metrics, transport, packet.code().name());
         let secret = &client.secret;
         if packet.code() == Code::AccountingRequest {
             self.answer_accounting(rt, reply, peer, &packet, client);
@@ -601,7 +601,7 @@ impl<H: Handler> Server<H> {
                 };
                 log_decision(&client.config.name, Sent::Nothing, &outcome, Duration::ZERO);
                 self.metrics
-                    .decision(&client.label, Sent::Nothing.as_str(), "reply-too-large");
+                    .decision(&client.metrics, Sent::Nothing.as_str(), "reply-too-large");
                 drop(reply);
                 drop(permit);
                 return;
@@ -629,12 +629,14 @@ impl<H: Handler> Server<H> {
         };
         let handler = rt.handler.clone();
         let job = Answer::new(self, rt.clone(), reply, peer, key, packet, client);
-        tokio::spawn(async move {
+        // Boxed: the task then holds a pointer, not the ~1.7 KB state of asking SxS, which
+        // spawning and completing a task would otherwise copy several times.
+        tokio::spawn(Box::pin(async move {
             let outcome = handler.handle(request).await;
             // Boxed: sending's state would otherwise be part of the task while it waits for
             // SxS, in every request in flight.
             Box::pin(job.send(outcome, permit)).await;
-        });
+        }));
     }
 
     /// `radius.accounting`: an authentic Accounting-Request gets an Accounting-Response and
@@ -849,7 +851,7 @@ impl<H: Handler> Answer<H> {
         }
         let metrics = &self.server.metrics;
         let client = &self.client.config.name;
-        metrics.decision(&self.client.label, sent.as_str(), outcome.decision);
+        metrics.decision(&self.client.metrics, sent.as_str(), outcome.decision);
         if let Some(reason) = outcome.state_rejected {
             metrics.state_reject(reason);
         }
