@@ -18,9 +18,14 @@ use std::fmt::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
-use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::format::{
+    DefaultVisitor, Format, FormatEvent, FormatFields, Full, Writer,
+};
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
 
 /// The timer of the daemon's log lines: `2026-11-23T21:45:48.123456Z`, UTC, as
 /// `tracing_subscriber::fmt::time::SystemTime` writes it.
@@ -279,6 +284,76 @@ impl Visit for FastVisitor<'_> {
     }
 }
 
+/// The event formatter of the daemon's log lines: `tracing_subscriber`'s default (`Full`)
+/// format, with the timestamp, level and target of a plain event (no terminal colours, no
+/// span, no `log` record) written directly rather than through `core::fmt`. Every other event
+/// goes to the default formatter itself.
+#[derive(Debug)]
+pub struct FastFormat<T> {
+    timer: Option<T>,
+    full: Format<Full, T>,
+}
+
+impl<T: FormatTime + Clone> FastFormat<T> {
+    /// Lines with this timer's timestamps.
+    pub fn new(timer: T) -> Self {
+        Self {
+            full: Format::default().with_timer(timer.clone()),
+            timer: Some(timer),
+        }
+    }
+}
+
+impl FastFormat<()> {
+    /// Lines without timestamps.
+    pub fn without_time() -> Self {
+        Self {
+            timer: None,
+            full: Format::default().without_time(),
+        }
+    }
+}
+
+impl<S, N, T> FormatEvent<S, N> for FastFormat<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        if writer.has_ansi_escapes()
+            || meta.fields().iter().any(|f| f.name().starts_with("log."))
+            || ctx.event_scope().is_some()
+        {
+            return self.full.format_event(ctx, writer, event);
+        }
+        if let Some(timer) = &self.timer {
+            // As the default formatter: a failing clock is written as such, not an error.
+            if timer.format_time(&mut writer).is_err() {
+                writer.write_str("<unknown time>")?;
+            }
+            writer.write_str(" ")?;
+        }
+        writer.write_str(match *meta.level() {
+            Level::TRACE => "TRACE ",
+            Level::DEBUG => "DEBUG ",
+            Level::INFO => " INFO ",
+            Level::WARN => " WARN ",
+            Level::ERROR => "ERROR ",
+        })?;
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_str("\n")
+    }
+}
+
 impl VisitOutput<fmt::Result> for FastVisitor<'_> {
     fn finish(self) -> fmt::Result {
         self.result
@@ -396,6 +471,11 @@ mod tests {
         tracing::info!(log.target = "skipped", "message after metadata");
         tracing::info!(message = "explicit message field", after = 1u64);
         tracing::info!(message = "explicit\u{1b} message", after = 1u64);
+        tracing::trace!(level = "trace", "every level");
+        tracing::debug!(level = "debug", "every level");
+        tracing::error!(level = "error", "every level");
+        tracing::info!(target: "custom::target", x = 1u64, "another target");
+        tracing::warn!(target: "", "an empty target");
         let span = tracing::info_span!("span", user = "in span", n = 3u64, q = "a\"b");
         let _e = span.enter();
         tracing::info!(inner = "x", "in a span");
@@ -406,9 +486,13 @@ mod tests {
         let builder = tracing_subscriber::fmt()
             .with_writer(sink.clone())
             .with_ansi(ansi)
+            .with_max_level(tracing::Level::TRACE)
             .without_time();
         if fast {
-            let s = builder.fmt_fields(FastFields).finish();
+            let s = builder
+                .event_format(FastFormat::without_time())
+                .fmt_fields(FastFields)
+                .finish();
             tracing::subscriber::with_default(s, events);
         } else {
             let s = builder.fmt_fields(DefaultFields::new()).finish();
@@ -428,6 +512,51 @@ mod tests {
                 assert_eq!(d, f, "ansi {ansi}");
             }
             assert_eq!(default, fast, "ansi {ansi}");
+        }
+    }
+
+    /// A timer that writes a fixed text, or fails.
+    #[derive(Debug, Clone, Copy)]
+    struct Fixed(bool);
+    impl FormatTime for Fixed {
+        fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+            w.write_str("T0")?;
+            if self.0 {
+                Ok(())
+            } else {
+                Err(fmt::Error)
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_placed_as_the_default_formatter_places_them() {
+        for timer in [Fixed(true), Fixed(false)] {
+            for ansi in [false, true] {
+                let line = |fast: bool| {
+                    let sink = Sink::default();
+                    let builder = tracing_subscriber::fmt()
+                        .with_writer(sink.clone())
+                        .with_ansi(ansi)
+                        .fmt_fields(FastFields);
+                    let log = || {
+                        tracing::info!(user = "u", "radius decision");
+                        tracing::info!(target: "t", "plain");
+                    };
+                    if fast {
+                        let s = builder.event_format(FastFormat::new(timer)).finish();
+                        tracing::subscriber::with_default(s, log);
+                    } else {
+                        let s = builder.with_timer(timer).finish();
+                        tracing::subscriber::with_default(s, log);
+                    }
+                    let bytes = sink.0.lock().unwrap().clone();
+                    String::from_utf8(bytes).unwrap()
+                };
+                let (default, fast) = (line(false), line(true));
+                assert_eq!(default.lines().count(), 2, "{default}");
+                assert_eq!(default, fast, "{timer:?} ansi {ansi}");
+            }
         }
     }
 

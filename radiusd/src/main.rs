@@ -70,8 +70,10 @@ fn main() -> ExitCode {
         .with_writer(writer)
         .with_ansi(ansi)
         // The default formatter's text, written with less work (radiusd::log_format).
+        .event_format(radiusd::log_format::FastFormat::new(
+            radiusd::log_format::FastTime,
+        ))
         .fmt_fields(radiusd::log_format::FastFields)
-        .with_timer(radiusd::log_format::FastTime)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -468,7 +468,12 @@ async fn read_answer(
 ) -> Result<(Answer, bool), String> {
     // The head, skipping informational (1xx) answers.
     let (status, framing, mut keep_alive, mut pos) = loop {
-        match parse_head(&conn.buf, head_only)? {
+        // Nothing read yet (the usual first pass): nothing to parse.
+        let head = match conn.buf.is_empty() {
+            true => Head::Partial,
+            false => parse_head(&conn.buf, head_only)?,
+        };
+        match head {
             Head::Final {
                 len,
                 status,
