@@ -469,9 +469,10 @@ async fn read_answer(
     // The head, skipping informational (1xx) answers.
     let (status, framing, mut keep_alive, mut pos) = loop {
         // Nothing read yet (the usual first pass): nothing to parse.
-        let head = match conn.buf.is_empty() {
-            true => Head::Partial,
-            false => parse_head(&conn.buf, head_only)?,
+        let head = if conn.buf.is_empty() {
+            Head::Partial
+        } else {
+            parse_head(&conn.buf, head_only)?
         };
         match head {
             Head::Final {
