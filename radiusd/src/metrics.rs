@@ -5,7 +5,6 @@
 //! never a user name: cardinality stays bounded by the configuration, and the metrics hold no
 //! personal data. Encoding is `prometheus-client`'s text format.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -58,7 +57,7 @@ struct ServerLabels {
 }
 
 /// A label value shared rather than copied: a client's name (held by the client, see
-/// `clients::Client`) or an SxS server URL (interned by [`Metrics`]).
+/// `clients::Client`) or an SxS server URL (held once per server by [`Metrics`]).
 pub type Label = Arc<str>;
 
 /// Which [`Metrics`] a cached counter belongs to (a process may run several servers, in tests).
@@ -202,12 +201,11 @@ pub struct Metrics {
     dedup_entries: Gauge,
     tls_connections: Gauge,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
-    /// Every SxS server URL seen, each allocated once (bounded by the configuration, like
-    /// the label sets themselves). Client names come as the clients' own [`Label`]s.
-    labels: RwLock<HashSet<Label>>,
     /// Distinguishes this instance's counters in the clients' caches.
     id: u64,
-    /// The SxS servers' counters once found, by URL.
+    /// The SxS servers' counters once found, by URL; each URL allocated once (bounded by the
+    /// configuration, like the label sets themselves). Client names come as the clients' own
+    /// [`Label`]s.
     servers: RwLock<Vec<Arc<ServerMetrics>>>,
 }
 
@@ -343,32 +341,8 @@ impl Metrics {
             dedup_entries,
             tls_connections,
             tls_handshake_failures,
-            labels: RwLock::default(),
             id: NEXT_METRICS_ID.fetch_add(1, Ordering::Relaxed),
             servers: RwLock::default(),
-        }
-    }
-
-    /// The shared copy of `value` (a server URL), made on first sight.
-    fn label(&self, value: &str) -> Label {
-        let known = match self.labels.read() {
-            Ok(set) => set.get(value).cloned(),
-            Err(poisoned) => poisoned.into_inner().get(value).cloned(),
-        };
-        if let Some(label) = known {
-            return label;
-        }
-        let mut set = match self.labels.write() {
-            Ok(set) => set,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match set.get(value) {
-            Some(label) => label.clone(),
-            None => {
-                let label: Label = Arc::from(value);
-                set.insert(label.clone());
-                label
-            }
         }
     }
 
@@ -418,7 +392,7 @@ impl Metrics {
             return server;
         }
         let server = Arc::new(ServerMetrics {
-            url: self.label(url),
+            url: Arc::from(url),
             calls: Handles::default(),
             latency: Handles::default(),
         });
@@ -517,7 +491,7 @@ impl common::SxsObserver for Metrics {
     fn sxs_server(&self, server: &str, up: bool) {
         self.sxs_up
             .get_or_create(&ServerLabels {
-                server: self.label(server),
+                server: self.server(server).url.clone(),
             })
             .set(i64::from(up));
     }
